@@ -1,0 +1,32 @@
+"""What the user asked for, parsed once by the CLI and shared by the headless loop and the window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker import Session, build_tracker
+from tracker.build import default_weights
+from tracker.types import Box
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    source: str | None = None
+    init_box: Box | None = None
+    config: str | None = None
+    weights: str | None = None
+    device: str = "auto"
+    save_results: Path | None = None
+    save_video: Path | None = None
+    max_frames: int | None = None
+    query: str | None = None
+    debug: bool = False
+
+
+def build_session(options: AppOptions) -> Session:
+    """The tracker the options name (the bundled model when no weights are given) wrapped in a session."""
+    weights = options.weights
+    if weights is None and options.config is None:
+        weights = str(default_weights())
+    return Session(build_tracker(options.config, weights, options.device))

@@ -1,0 +1,65 @@
+"""The strict config loader: official files load as they are; unknown or ill-typed keys name key and file."""
+
+import pytest
+
+from tests.helpers import TINY_YAML
+from tracker import ConfigError, load_config
+from tracker.config import available_configs
+
+
+def test_official_variants_load_with_official_sizes():
+    cfg = load_config("ostrack_vitb384_ce")
+    bb = cfg.backbone
+    assert (bb.embed_dim, bb.depth, bb.num_heads, bb.mlp_ratio) == (768, 12, 12, 4.0)
+    assert (cfg.data.template.size, cfg.data.search.size) == (192, 384)
+    assert (cfg.test.search_factor, cfg.test.template_factor) == (5.0, 2.0)
+    assert bb.ce_loc == (3, 6, 9) and bb.ce_template_range == "CTR_POINT"
+    assert {"ostrack_vitb256_ce", "ostrack_vitb384_ce", "ostrack_vitb256", "ostrack_vitb384"} <= set(
+        available_configs()
+    )
+
+
+def test_tiny_yaml_sizes_come_from_its_own_keys():
+    bb = load_config(TINY_YAML).backbone
+    assert (bb.embed_dim, bb.depth, bb.num_heads) == (64, 12, 4)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("MODEL:\n  BACKBONE:\n    TYPE: vit_base_patch16_224\n    DEPHT: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*MODEL\.BACKBONE\.DEPHT"):
+        load_config(path)
+
+
+def test_ill_typed_key_names_key_and_file(tmp_path):
+    path = tmp_path / "typed.yaml"
+    path.write_text("TEST:\n  SEARCH_SIZE: big\n")
+    with pytest.raises(ConfigError, match=r"typed\.yaml.*TEST\.SEARCH_SIZE must be int"):
+        load_config(path)
+
+
+def test_unknown_backbone_type_needs_sizes(tmp_path):
+    path = tmp_path / "custom.yaml"
+    path.write_text("MODEL:\n  BACKBONE:\n    TYPE: my_vit\n    EMBED_DIM: 64\n")
+    with pytest.raises(ConfigError, match="DEPTH, NUM_HEADS, MLP_RATIO"):
+        load_config(path)
+
+
+def test_unknown_name_lists_known_configs():
+    with pytest.raises(ConfigError, match="ostrack_vitb256_ce"):
+        load_config("no_such_model")
+
+
+def test_search_size_must_fit_the_stride(tmp_path):
+    path = tmp_path / "odd.yaml"
+    path.write_text("DATA:\n  SEARCH:\n    SIZE: 250\n")
+    with pytest.raises(ConfigError, match="multiple of MODEL.BACKBONE.STRIDE"):
+        load_config(path)
+
+
+def test_round_trip_through_yaml_text():
+    from tracker.config import config_from_yaml_text
+
+    cfg = load_config("ostrack_vitb256_ce")
+    again = config_from_yaml_text(cfg.to_yaml(), source="round trip", name=cfg.name)
+    assert again == cfg

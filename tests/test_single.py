@@ -1,0 +1,111 @@
+"""The single-target tracker on awkward frames and boxes: borders, sizes, channels, bad boxes."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import TINY_WEIGHTS, TINY_YAML
+from tracker import Box, InputError, build_tracker
+from tracker.preprocess import crop_around, to_bgr_uint8
+from tracker.single import clip_box
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    torch.manual_seed(0)
+    return build_tracker(TINY_YAML, TINY_WEIGHTS, device="cpu")
+
+
+def _frame(h=240, w=320, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_crop_inside_has_no_padding():
+    image = _frame()
+    crop = crop_around(image, Box(100, 80, 20, 20), 2.0, 40)
+    assert crop.crop_size == 40 and crop.resize_factor == 1.0
+    assert not crop.pad_mask.any()
+    assert np.array_equal(crop.image, image[70:110, 90:130])
+
+
+def test_crop_beyond_the_border_is_zero_padded_and_masked():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    crop = crop_around(image, Box(-10, -10, 20, 20), 2.0, 40)
+    assert crop.image[:15, :15].max() == 0 and crop.pad_mask[:15, :15].all()
+    assert crop.image[-5:, -5:].min() == 200 and not crop.pad_mask[-5:, -5:].any()
+
+
+def test_crop_reaching_the_last_column_pads_it_like_the_official_code():
+    image = np.full((50, 50, 3), 255, np.uint8)
+    crop = crop_around(image, Box(30, 10, 20, 20), 1.0, 20)  # x2 == W: last column becomes padding
+    assert crop.image[:, -1].max() == 0 and crop.image[:, :-1].min() == 255
+
+
+def test_crop_wholly_outside_is_black():
+    crop = crop_around(_frame(), Box(1000, 1000, 10, 10), 2.0, 32)
+    assert crop.image.max() == 0 and crop.pad_mask.all()
+
+
+@pytest.mark.parametrize("box", [Box(5, 5, 1, 1), Box(0, 0, 320, 240), Box(-50, -40, 420, 320), Box(310, 230, 10, 10)])
+def test_tracking_survives_tiny_huge_and_border_boxes(tracker, box):
+    tracker.init(_frame(), box)
+    for seed in range(1, 3):
+        result = tracker.update(_frame(seed=seed))
+        assert result.box.is_finite() and result.box.w >= 10 and result.box.h >= 10
+        assert 0 <= result.box.x <= 310 and 0 <= result.box.y <= 230
+        assert 0.0 <= result.score <= 1.0
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((60, 80), np.uint8),
+        np.zeros((60, 80, 1), np.uint8),
+        np.zeros((60, 80, 4), np.uint8),
+        np.zeros((60, 80, 3), np.uint16),
+        np.zeros((8, 8, 3), np.uint8),
+    ],
+)
+def test_gray_16bit_bgra_and_tiny_frames_are_converted(tracker, image):
+    assert to_bgr_uint8(image).shape == (*image.shape[:2], 3)
+    tracker.init(image, Box(1, 1, 4, 4))
+    assert tracker.update(image).box.is_finite()
+
+
+@pytest.mark.parametrize("image", [np.zeros((10, 10, 2), np.uint8), np.zeros((0, 0, 3), np.uint8), "frame"])
+def test_unusable_frames_are_refused_clearly(image):
+    with pytest.raises(InputError):
+        to_bgr_uint8(image)
+
+
+@pytest.mark.parametrize(
+    ("box", "words"),
+    [
+        (Box(10, 10, 0, 5), "zero or negative size"),
+        (Box(10, 10, -5, 5), "zero or negative size"),
+        (Box(400, 10, 10, 10), "outside"),
+        (Box(-30, -30, 10, 10), "outside"),
+        (Box(float("nan"), 0, 5, 5), "non-finite"),
+    ],
+)
+def test_bad_init_boxes_are_clear_errors(tracker, box, words):
+    with pytest.raises(InputError, match=words):
+        tracker.init(_frame(), box)
+
+
+def test_update_before_init_is_a_clear_error():
+    fresh = build_tracker(TINY_YAML, device="cpu")
+    with pytest.raises(InputError, match="init"):
+        fresh.update(_frame())
+
+
+def test_clip_keeps_a_margin_inside_the_frame():
+    assert clip_box(Box(-20, -20, 15, 15), 100, 80) == Box(0, 0, 10, 10)
+    assert clip_box(Box(95, 75, 30, 30), 100, 80) == Box(90, 70, 10, 10)
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        build_tracker(TINY_YAML, device="cuda")

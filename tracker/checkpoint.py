@@ -1,0 +1,237 @@
+"""Weights files in and out, safely.
+
+Reads: official OSTrack checkpoints (``{'net': state_dict}`` ``.pth``/``.pth.tar``, bare state dicts, and the
+released training checkpoints whose pickles name training-code classes) and our safetensors files (config in the
+metadata, or a YAML beside them). Nothing named in a file is ever imported or run: ``torch.load`` runs with
+``weights_only=True``; files it refuses go through ``tracker.safe_unpickle``, which builds inert placeholders and
+refuses files that ask to run code. Loading into a model is strict: every missing, unexpected or mis-shaped key is
+reported in one error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from tracker.config import Config, config_from_yaml_text
+from tracker.errors import CheckpointError, ConfigError
+from tracker.safe_unpickle import UnsafeCheckpoint, safe_load
+
+MAX_LISTED = 10  # mismatches listed by name in one error; the rest are counted
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """Tensors read from a weights file, with what the file said about its model.
+
+    ``config`` is the embedded (or side-by-side) config for our own files; ``config_hint`` is what an official
+    training checkpoint's settings name (such as its experiment file), used to pick between look-alike variants.
+    """
+
+    path: str
+    state_dict: dict[str, torch.Tensor]
+    format: str
+    config: Config | None = None
+    config_hint: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def config_or_inferred(self) -> Config:
+        if self.config is not None:
+            return self.config
+        from tracker.arch import infer_config
+
+        return infer_config(self.state_dict, source=self.path, hint=self.config_hint)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a weights file without running anything in it; tensors come back as float32 CPU tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist; check the path (see weights/README.md)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"weights file {path} is empty; download it again")
+    if path.suffix == ".safetensors":
+        ckpt = _read_safetensors(path)
+    else:
+        ckpt = _read_torch(path)
+    _check_finite(ckpt.state_dict, path)
+    return ckpt
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(err)}); download it again") from None
+    config = None
+    if "config" in metadata:
+        config = config_from_yaml_text(metadata["config"], source=f"{path} (embedded config)")
+    else:
+        for side in (path.with_suffix(".yaml"), path.with_suffix(".yml")):
+            if side.is_file():
+                config = config_from_yaml_text(side.read_text(encoding="utf-8"), source=str(side))
+                break
+    return Checkpoint(str(path), _as_float32(tensors), "safetensors", config, metadata.get("config_name"), metadata)
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    if not zipfile.is_zipfile(path) and not _looks_like_legacy_pickle(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a torch zip nor a pickle); check the file")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        hint = None
+    except Exception as first:  # noqa: BLE001 - the weights-only loader reports refusals with many types
+        if not _is_weights_only_refusal(first):
+            raise CheckpointError(f"{path} cannot be read ({_first_line(first)}); it may be truncated: download it again") from None
+        try:
+            obj = safe_load(path)
+        except UnsafeCheckpoint as err:
+            raise CheckpointError(f"refusing {path}: {err}; never load it, get the file from a trusted source") from None
+        except Exception as err:  # noqa: BLE001 - any parse failure of a foreign file is the user's file problem
+            raise CheckpointError(f"{path} cannot be read ({_first_line(err)}); it may be truncated: download it again") from None
+        hint = _settings_hint(obj)
+    state = _extract_state_dict(obj, path)
+    return Checkpoint(str(path), _as_float32(_strip_prefix(state)), "torch", None, hint)
+
+
+def _looks_like_legacy_pickle(path: Path) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x80  # pickle PROTO opcode
+
+
+def _is_weights_only_refusal(err: Exception) -> bool:
+    text = str(err)
+    return "Weights only load failed" in text or "weights_only" in text or "Unsupported global" in text
+
+
+def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("net", "state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise CheckpointError(f"{path} holds no state dict (expected {{'net': {{name: tensor}}}}); check the file")
+    bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not tensors: {', '.join(bad[:MAX_LISTED])}; not a weights file")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the ``module.`` prefix DDP adds, when every key has it."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _as_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {key} contains NaN or inf; the file is damaged, download it again")
+
+
+def _settings_hint(obj: Any) -> str | None:
+    """The experiment file an official training checkpoint's ``settings`` name, if any (e.g. ``vitb_256_mae_ce``)."""
+    settings = obj.get("settings") if isinstance(obj, dict) else None
+    state = getattr(settings, "state", None)
+    if isinstance(state, dict):
+        for key in ("cfg_file", "config_name", "script_name"):
+            value = state.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Into a model
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, cfg: Config):
+    """Load ``state`` strictly; on any mismatch raise one error listing them and naming a config that would fit."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [
+        f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(_mismatch_message(source, cfg, state, missing, unexpected, mis_shaped))
+    model.load_state_dict(state, strict=True, assign=True)
+    for name, buffer in model.named_buffers():
+        if buffer.is_meta:
+            raise CheckpointError(f"{source}: buffer {name} was not filled by the file; report this as a bug")
+    return model
+
+
+def _mismatch_message(source, cfg, state, missing, unexpected, mis_shaped) -> str:
+    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
+    problems += [f"shape {k}" for k in mis_shaped]
+    listed = "; ".join(problems[:MAX_LISTED])
+    more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    fit = _fitting_config_hint(state, source)
+    return (
+        f"{source} does not fit config '{cfg.name or 'given'}' ({len(problems)} mismatches: {listed}{more}); {fit}"
+    )
+
+
+def _fitting_config_hint(state: dict[str, torch.Tensor], source: str) -> str:
+    from tracker.arch import describe, infer_config
+
+    try:
+        cfg = infer_config(state, source=source)
+    except (CheckpointError, ConfigError):
+        return "no config in configs/ fits it: " + describe(state)
+    return f"use --config {cfg.name}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Our format
+
+
+def save_safetensors(
+    model_or_state: torch.nn.Module | dict[str, torch.Tensor],
+    cfg: Config,
+    path: str | Path,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights as safetensors with the config (YAML) and ``extra`` (JSON-encoded if not text) in metadata."""
+    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    metadata = {"format": "ostrack-live", "config": cfg.to_yaml(), "config_name": cfg.name or ""}
+    for key, value in (extra or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def finite_or_raise(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise CheckpointError(f"{what} is not finite")
+    return value

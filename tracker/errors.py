@@ -1,0 +1,17 @@
+"""User-facing errors: one exception family, each carrying a single line that says what is wrong and what to do."""
+
+
+class TrackerError(Exception):
+    """Base of every error meant for a user. ``str(err)`` is one line: what is wrong, then what to do."""
+
+
+class ConfigError(TrackerError):
+    """A model config is missing, unknown, or has an unknown or ill-typed key."""
+
+
+class CheckpointError(TrackerError):
+    """A weights file cannot be read, is unsafe, or does not fit the model."""
+
+
+class InputError(TrackerError):
+    """A frame, box, source or query given by the user cannot be used."""

@@ -1,0 +1,123 @@
+"""SingleTracker: the official OSTrack tracking step around one model.
+
+``init(frame, box)`` crops the template once; ``update(frame)`` crops the search region around the previous box,
+runs the network, picks the Hann-windowed score peak, maps the box back to frame pixels and clips it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from tracker.config import Config
+from tracker.errors import InputError
+from tracker.models.candidate import template_focus_mask
+from tracker.models.head import decode_boxes
+from tracker.models.ostrack import OSTrack
+from tracker.preprocess import Normalizer, crop_around, hann2d, to_bgr_uint8
+from tracker.types import Box, TrackResult
+
+CLIP_MARGIN = 10  # the official clip keeps at least this many pixels of the box inside the frame
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device '{name}'; use cpu, cuda or auto") from None
+
+
+class SingleTracker:
+    """Follows one box through a stream of BGR frames. Not thread-safe: one caller drives it."""
+
+    def __init__(self, model: OSTrack, cfg: Config, device: str | torch.device = "auto") -> None:
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.normalize = Normalizer(cfg.data.mean, cfg.data.std, self.device)
+        self.window = hann2d(cfg.search_tokens_side).to(self.device)
+        focus = None
+        if cfg.backbone.ce_loc:
+            focus = template_focus_mask(cfg.template_tokens_side, cfg.backbone.ce_template_range)
+        self.focus = None if focus is None else focus.unsqueeze(0).to(self.device)
+        self.template: torch.Tensor | None = None
+        self.state: Box | None = None
+        self.frame_size: tuple[int, int] | None = None
+
+    @property
+    def initialized(self) -> bool:
+        return self.template is not None
+
+    def init(self, frame_bgr: np.ndarray, box: Box) -> None:
+        """Take the target in ``box`` (frame pixels) of this frame as the template."""
+        image = to_bgr_uint8(frame_bgr)
+        box = validate_init_box(box, image.shape[1], image.shape[0])
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        crop = crop_around(rgb, box, self.cfg.test.template_factor, self.cfg.test.template_size)
+        self.template = self.normalize(crop.image)
+        self.state = box
+        self.frame_size = (image.shape[1], image.shape[0])
+
+    @torch.no_grad()
+    def update(self, frame_bgr: np.ndarray) -> TrackResult:
+        """Track into this frame; the returned box becomes the state for the next one."""
+        if self.template is None or self.state is None:
+            raise InputError("the tracker has no target yet; call init(frame, box) first")
+        start = time.perf_counter()
+        image = to_bgr_uint8(frame_bgr)
+        height, width = image.shape[:2]
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        crop = crop_around(rgb, self.state, self.cfg.test.search_factor, self.cfg.test.search_size)
+        out = self.model(self.template, self.normalize(crop.image), ce_template_mask=self.focus)
+        score = out["score_map"]
+        box = decode_boxes(self.window * score, out["size_map"], out["offset_map"]).view(-1, 4)
+        # The official tracker scales in float32 before leaving torch; keep that to match it to the bit.
+        in_crop = (box.mean(dim=0) * self.cfg.test.search_size / crop.resize_factor).tolist()
+        raw_score = float(score.max())
+        if not all(math.isfinite(v) for v in in_crop) or not math.isfinite(raw_score):
+            # A broken step (NaN/inf from the network) keeps the last box and reports no confidence.
+            return TrackResult(self.state, 0.0, (time.perf_counter() - start) * 1e3)
+        self.state = clip_box(self._map_back(in_crop, crop.resize_factor), width, height)
+        self.frame_size = (width, height)
+        return TrackResult(self.state, raw_score, (time.perf_counter() - start) * 1e3)
+
+    def _map_back(self, in_crop: list[float], resize_factor: float) -> Box:
+        """Crop-pixel (cx, cy, w, h) to a frame-pixel box, relative to the previous (unrounded) centre."""
+        cx, cy, w, h = in_crop
+        half = 0.5 * self.cfg.test.search_size / resize_factor
+        cx_frame = cx + (self.state.cx - half)
+        cy_frame = cy + (self.state.cy - half)
+        return Box(cx_frame - 0.5 * w, cy_frame - 0.5 * h, w, h)
+
+
+def clip_box(box: Box, width: int, height: int, margin: int = CLIP_MARGIN) -> Box:
+    """The official clip: keep the box inside the frame with at least ``margin`` pixels of extent."""
+    x2, y2 = box.x + box.w, box.y + box.h
+    x1 = min(max(0, box.x), width - margin)
+    x2 = min(max(margin, x2), width)
+    y1 = min(max(0, box.y), height - margin)
+    y2 = min(max(margin, y2), height)
+    return Box(x1, y1, max(margin, x2 - x1), max(margin, y2 - y1))
+
+
+def validate_init_box(box: Box, width: int, height: int) -> Box:
+    """A usable initial box: finite, positive size, overlapping the frame. Clear errors otherwise."""
+    if not isinstance(box, Box):
+        box = Box.from_xywh(box)
+    if not box.is_finite():
+        raise InputError(f"init box {box.as_list()} has a non-finite value; give x,y,w,h as numbers")
+    if box.w <= 0 or box.h <= 0:
+        raise InputError(f"init box {box.as_list()} has zero or negative size; give a width and height above 0")
+    if box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
+        raise InputError(f"init box {box.as_list()} lies outside the {width}x{height} frame; draw it on the target")
+    return box

@@ -1,0 +1,122 @@
+"""Values that cross module lines: boxes in frame pixels, frames, and per-frame results."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in frame pixels: top-left corner (x, y), width w and height h."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @classmethod
+    def from_xywh(cls, values) -> Box:
+        x, y, w, h = (float(v) for v in values)
+        return cls(x, y, w, h)
+
+    @classmethod
+    def from_xyxy(cls, x1: float, y1: float, x2: float, y2: float) -> Box:
+        return cls(float(x1), float(y1), float(x2 - x1), float(y2 - y1))
+
+    def as_list(self) -> list[float]:
+        return [self.x, self.y, self.w, self.h]
+
+    @property
+    def cx(self) -> float:
+        return self.x + 0.5 * self.w
+
+    @property
+    def cy(self) -> float:
+        return self.y + 0.5 * self.h
+
+    @property
+    def area(self) -> float:
+        return max(self.w, 0.0) * max(self.h, 0.0)
+
+    def is_finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.x, self.y, self.w, self.h))
+
+    def iou(self, other: Box) -> float:
+        ix = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
+        iy = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One captured picture: its index in the source, capture time (seconds, monotonic clock) and BGR pixels."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+
+class TrackState(str, Enum):
+    """What the session is doing with its target; shown to the user on every frame."""
+
+    IDLE = "idle"
+    GROUNDING = "grounding"
+    TRACKING = "tracking"
+    LOST = "lost"
+    RECOVERED = "recovered"
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """The tracker's answer for one frame.
+
+    ``box`` is in frame pixels; ``score`` is the peak of the raw score map (0..1, the network's confidence that the
+    target centre is in the search region); ``elapsed_ms`` is the wall time of the whole tracker step.
+    """
+
+    box: Box
+    score: float
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One grounded match for a text query, in frame pixels."""
+
+    box: Box
+    score: float
+    track_id: int | None = None
+
+
+@dataclass(frozen=True)
+class GroundingResult:
+    """The grounder's answer for one frame: candidates (best first), presence probability and online events."""
+
+    candidates: tuple[Candidate, ...]
+    presence: float
+    events: tuple[str, ...] = field(default_factory=tuple)
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What the session reports for one frame, for every sink (window, renderer, recorder).
+
+    ``box`` is the current estimate in frame pixels (kept at the last estimate while lost; None when idle);
+    ``score`` is the tracker's confidence for this frame; ``elapsed_ms`` the time the session spent on it.
+    """
+
+    frame_index: int
+    timestamp: float
+    box: Box | None
+    score: float
+    state: TrackState
+    elapsed_ms: float = 0.0
+    target_id: int | None = None
+    query: str | None = None
