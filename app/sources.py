@@ -84,9 +84,7 @@ class FrameSource:
         """Start the capture thread (once)."""
         if self._thread is not None or self._closed:
             return
-        self._thread = threading.Thread(
-            target=self._run_guarded, name=f"capture {self.description}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run_guarded, name=f"capture {self.description}", daemon=True)
         self._thread.start()
 
     def read(self, timeout: float = 0.5) -> Frame | None:
@@ -138,11 +136,15 @@ class FrameSource:
     def _wake_readers(self) -> None:
         """Let a reader blocked in ``read`` see that the source stopped."""
 
+    def _crashed(self, message: str) -> None:
+        """The capture thread died of an unexpected error: report it and let readers see the end."""
+        self._set_status("failed", message)
+
     def _run_guarded(self) -> None:
         try:
             self._run()
         except Exception as err:  # a capture backend failing in an unexpected way must not kill silently
-            self._set_status("failed", f"capture stopped: {_one_line(err)}")
+            self._crashed(f"capture stopped: {_one_line(err)}")
         finally:
             self._release()
             self._wake_readers()
@@ -240,6 +242,10 @@ class _OrderedSource(FrameSource):
         if self._stop.is_set():
             self._exhausted = True
 
+    def _crashed(self, message: str) -> None:
+        super()._crashed(message)
+        self._put(None)  # the frames already queued are still delivered, then the end
+
 
 class _VideoFileSource(_OrderedSource):
     def __init__(self, path: Path, capture: Any, first_image: np.ndarray, realtime: bool) -> None:
@@ -296,9 +302,7 @@ class _FolderSource(_OrderedSource):
 class _LiveSource(FrameSource):
     is_live = True
 
-    def __init__(
-        self, target: Any, capture: Any, factory: CaptureFactory, reconnect: bool, description: str
-    ) -> None:
+    def __init__(self, target: Any, capture: Any, factory: CaptureFactory, reconnect: bool, description: str) -> None:
         super().__init__()
         self._target = target
         self._capture: Any | None = capture
@@ -315,13 +319,15 @@ class _LiveSource(FrameSource):
         with self._slot_ready:
             if self._slot is None and not (self._failed or self._stop.is_set()):
                 self._slot_ready.wait(timeout)
+            if self._stop.is_set():
+                return None  # closed: nothing more comes out, not even a frame left in the slot
             frame, self._slot = self._slot, None
             return frame
 
     @property
     def ended(self) -> bool:
         with self._lock:
-            return (self._failed or self._closed) and self._slot is None
+            return self._stop.is_set() or (self._failed and self._slot is None)
 
     def _run(self) -> None:
         self._set_status("running")
@@ -374,6 +380,9 @@ class _LiveSource(FrameSource):
                 return wait
             reason = f"cannot reopen {self.description}"
 
+    def _crashed(self, message: str) -> None:
+        self._fail(message)
+
     def _fail(self, message: str) -> None:
         with self._slot_ready:
             self._failed = True
@@ -409,9 +418,7 @@ def open_source(
     factory = capture_factory or default_capture
     if text.lower() == "webcam" or text.isdigit():
         index = 0 if text.lower() == "webcam" else int(text)
-        return _open_live(
-            index, factory, reconnect, f"webcam {index}", "check that a camera is connected and free"
-        )
+        return _open_live(index, factory, reconnect, f"webcam {index}", "check that a camera is connected and free")
     scheme = _SCHEME.match(text)
     if scheme:
         if scheme.group(1).lower() not in LIVE_SCHEMES:
@@ -419,14 +426,11 @@ def open_source(
                 f"unsupported URL scheme '{scheme.group(1)}://' in source {text}; use rtsp://, rtsps://, "
                 "http:// or https:// (or a local file path without a scheme)"
             )
-        return _open_live(
-            text, factory, reconnect, _redacted(text), "check the address and that the stream is up"
-        )
+        return _open_live(text, factory, reconnect, _redacted(text), "check the address and that the stream is up")
     path = Path(text).expanduser()
     if not path.exists():
         raise InputError(
-            f"source {text} does not exist; give a video file, an image folder, a webcam index "
-            "or an rtsp/http URL"
+            f"source {text} does not exist; give a video file, an image folder, a webcam index or an rtsp/http URL"
         )
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return _open_folder(path, realtime)
@@ -474,9 +478,7 @@ def _open_video(path: Path, factory: CaptureFactory, realtime: bool) -> FrameSou
     return _VideoFileSource(path, capture, first, realtime)
 
 
-def _open_live(
-    target: Any, factory: CaptureFactory, reconnect: bool, description: str, hint: str
-) -> FrameSource:
+def _open_live(target: Any, factory: CaptureFactory, reconnect: bool, description: str, hint: str) -> FrameSource:
     capture = _try_create(factory, target)
     if capture is None or not capture.isOpened():
         _release_quietly(capture)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tracker.config import Config, config_from_yaml_text
-from tracker.errors import CheckpointError, ConfigError
+from tracker.errors import CheckpointError
 from tracker.safe_unpickle import UnsafeCheckpoint, safe_load
 
 MAX_LISTED = 10  # mismatches listed by name in one error; the rest are counted
@@ -34,6 +35,8 @@ class Checkpoint:
 
     ``config`` is the embedded (or side-by-side) config for our own files; ``config_hint`` is what an official
     training checkpoint's settings name (such as its experiment file), used to pick between look-alike variants.
+    ``layout`` says where in the file the tensors were found; ``dtypes`` are their types as stored (before the
+    cast to float32).
     """
 
     path: str
@@ -42,6 +45,8 @@ class Checkpoint:
     config: Config | None = None
     config_hint: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    layout: str = ""
+    dtypes: tuple[str, ...] = ()
 
     def config_or_inferred(self) -> Config:
         if self.config is not None:
@@ -77,20 +82,32 @@ def _read_safetensors(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(err)}); download it again") from None
     config = None
     if "config" in metadata:
-        config = config_from_yaml_text(metadata["config"], source=f"{path} (embedded config)")
+        config = config_from_yaml_text(
+            metadata["config"], source=f"{path} (embedded config)", name=metadata.get("config_name", "")
+        )
     else:
         for side in (path.with_suffix(".yaml"), path.with_suffix(".yml")):
             if side.is_file():
                 config = config_from_yaml_text(side.read_text(encoding="utf-8"), source=str(side))
                 break
-    return Checkpoint(str(path), _as_float32(tensors), "safetensors", config, metadata.get("config_name"), metadata)
+    return Checkpoint(
+        str(path),
+        _as_float32(tensors),
+        "safetensors",
+        config,
+        metadata.get("config_name"),
+        metadata,
+        "safetensors tensors" + (" with embedded config" if "config" in metadata else ""),
+        _dtype_names(tensors),
+    )
 
 
 def _read_torch(path: Path) -> Checkpoint:
-    if not zipfile.is_zipfile(path) and not _looks_like_legacy_pickle(path):
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (neither a torch zip nor a pickle); check the file")
+    _check_container(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; our error says it better
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
         hint = None
     except Exception as first:  # noqa: BLE001 - the weights-only loader reports refusals with many types
         if not _is_weights_only_refusal(first):
@@ -102,14 +119,26 @@ def _read_torch(path: Path) -> Checkpoint:
         except Exception as err:  # noqa: BLE001 - any parse failure of a foreign file is the user's file problem
             raise CheckpointError(f"{path} cannot be read ({_first_line(err)}); it may be truncated: download it again") from None
         hint = _settings_hint(obj)
-    state = _extract_state_dict(obj, path)
-    return Checkpoint(str(path), _as_float32(_strip_prefix(state)), "torch", None, hint)
+    state, layout = _extract_state_dict(obj, path)
+    return Checkpoint(
+        str(path), _as_float32(_strip_prefix(state)), "torch", None, hint, {}, layout, _dtype_names(state)
+    )
 
 
-def _looks_like_legacy_pickle(path: Path) -> bool:
+def _check_container(path: Path) -> None:
+    """Torch checkpoints are zips holding ``*/data.pkl`` (or, from old versions, bare pickles)."""
     with path.open("rb") as handle:
         head = handle.read(2)
-    return len(head) == 2 and head[0] == 0x80  # pickle PROTO opcode
+    if head == b"PK":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            raise CheckpointError(f"{path} is a damaged or truncated zip file; download it again") from None
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            raise CheckpointError(f"{path} is a zip but no PyTorch checkpoint (no data.pkl); check the file")
+    elif head[:1] != b"\x80":  # pickle PROTO opcode
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a zip, not a pickle); check the file")
 
 
 def _is_weights_only_refusal(err: Exception) -> bool:
@@ -117,10 +146,14 @@ def _is_weights_only_refusal(err: Exception) -> bool:
     return "Weights only load failed" in text or "weights_only" in text or "Unsupported global" in text
 
 
-def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict in ``obj`` and where it was: under 'net' (official), another known key, or ``obj``."""
+    layout = "bare state dict"
     if isinstance(obj, dict):
         for key in ("net", "state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
+                others = len(obj) - 1
+                layout = f"state dict under '{key}'" + (f", {others} other entries ignored" if others else "")
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj:
@@ -128,7 +161,11 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {', '.join(bad[:MAX_LISTED])}; not a weights file")
-    return {str(k): v for k, v in obj.items()}
+    return {str(k): v for k, v in obj.items()}, layout
+
+
+def _dtype_names(state: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    return tuple(sorted({str(v.dtype).removeprefix("torch.") for v in state.values()}))
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -188,20 +225,12 @@ def _mismatch_message(source, cfg, state, missing, unexpected, mis_shaped) -> st
     problems += [f"shape {k}" for k in mis_shaped]
     listed = "; ".join(problems[:MAX_LISTED])
     more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    fit = _fitting_config_hint(state, source)
+    from tracker.arch import config_advice
+
+    fit = config_advice(state)
     return (
         f"{source} does not fit config '{cfg.name or 'given'}' ({len(problems)} mismatches: {listed}{more}); {fit}"
     )
-
-
-def _fitting_config_hint(state: dict[str, torch.Tensor], source: str) -> str:
-    from tracker.arch import describe, infer_config
-
-    try:
-        cfg = infer_config(state, source=source)
-    except (CheckpointError, ConfigError):
-        return "no config in configs/ fits it: " + describe(state)
-    return f"use --config {cfg.name}"
 
 
 # ----------------------------------------------------------------------------------------------------------------

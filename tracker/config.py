@@ -70,8 +70,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
+    """LR schedule. ``type``: ``step`` (official: times ``decay_rate`` every ``TRAIN.LR_DROP_EPOCH`` epochs) or
+    ``cosine`` (ours: half a cosine from the base LR to 0 over ``TRAIN.EPOCH``). ``warmup_epoch`` (ours, default 0 as
+    in the official recipe): linear LR warm-up from 0 over this many epochs (fractions allowed)."""
+
     type: str = "step"
     decay_rate: float = 0.1
+    warmup_epoch: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,28 @@ class CropConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (ours: ``DATA.AUGMENT``). The defaults are the official OSTrack recipe: grayscale on
+    both frames (``gray_prob``), a flip of both frames (``joint_flip_prob``), then per crop a brightness factor in
+    1 +- ``brightness_jitter`` and a flip (``crop_flip_prob``). The rest is off by default and used by the bundled
+    model: saturation/contrast jitter (``color_jitter``), Gaussian and motion blur, an occluder over part of the
+    target, up to ``max_distractors`` copies of other targets pasted into the search crop, and an affine warp that
+    turns a still photo into a pseudo next frame (``warp_prob``, for still-image pairs only)."""
+
+    gray_prob: float = 0.05
+    joint_flip_prob: float = 0.5
+    crop_flip_prob: float = 0.5
+    brightness_jitter: float = 0.2
+    color_jitter: float = 0.0
+    blur_prob: float = 0.0
+    motion_blur_prob: float = 0.0
+    occluder_prob: float = 0.0
+    distractor_prob: float = 0.0
+    max_distractors: int = 2
+    warp_prob: float = 0.0
+
+
+@dataclass(frozen=True)
 class DataConfig:
     sampler_mode: str = "causal"
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
@@ -128,6 +155,7 @@ class DataConfig:
     )
     search: CropConfig = field(default_factory=lambda: CropConfig(320, 5.0, 4.5, 0.5, 1))
     template: CropConfig = field(default_factory=CropConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass(frozen=True)
@@ -156,12 +184,90 @@ class TrackConfig:
 
 
 @dataclass(frozen=True)
+class GroundingTrainConfig:
+    """Grounding training (ours): schedule, data mix and loss weights of ``tracker.train.grounding_trainer``.
+
+    Ratios are the chance that a sample comes from synthetic scenes / real sequences (the rest are pseudo-sequences
+    cut from labelled photographs); ``negative_ratio`` is the chance its caption names something absent.
+    """
+
+    steps: int = 3000
+    batch_size: int = 8
+    clip_length: int = 4
+    lr: float = 0.0005
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    grad_clip_norm: float = 1.0
+    synthetic_ratio: float = 0.35
+    sequence_ratio: float = 0.3
+    negative_ratio: float = 0.25
+    focal_weight: float = 1.0
+    giou_weight: float = 2.0
+    l1_weight: float = 5.0
+    presence_weight: float = 1.0
+    event_weight: float = 0.5
+    checkpoint_interval: int = 200
+    log_interval: int = 20
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GroundingConfig:
+    """Streaming text grounding (ours): the text encoder, the grounding network, and how results become events.
+
+    ``text_encoder``: ``minilm`` (the packaged all-MiniLM-L6-v2, frozen), ``hf`` (a Hugging Face folder at
+    ``text_path``: BERT, RoBERTa or a CLIP text tower, frozen) or ``hashed`` (small trainable fallback with
+    ``text_buckets`` hashed word/trigram embeddings and ``text_layers`` transformer layers). Queries are cut to
+    ``max_tokens`` tokens. Frames are letterboxed to ``input_size`` squares; ``memory_length`` past-frame state
+    tokens are kept (FIFO). Candidates: up to ``top_k`` heat-map peaks (``peak_kernel`` local maxima) scoring at
+    least ``candidate_score``. Events: presence above ``presence_on`` (below ``presence_off``) for
+    ``event_frames`` frames in a row starts (ends) the target. Session: a target seen for ``handoff_frames``
+    frames is handed to the box tracker; grounding re-checks every ``recheck_interval`` frames and re-targets
+    when its best box overlaps the tracked one by less than ``retarget_iou``; up to ``max_targets`` tracks (the
+    best match, and further matches scoring at least ``extra_target_score``) keep
+    identities by assignment with cost ``(1 - appearance_weight) * (1 - IoU) + appearance_weight * (1 - cos)``,
+    pairs costing more than ``match_cost_limit`` left unmatched.
+    """
+
+    text_encoder: str = "minilm"
+    text_path: str = ""
+    max_tokens: int = 24
+    text_buckets: int = 8192
+    text_layers: int = 2
+    input_size: int = 256
+    stride: int = 16
+    embed_dim: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    memory_length: int = 8
+    ce_loc: tuple[int, ...] = (2,)
+    ce_keep_ratio: tuple[float, ...] = (0.7,)
+    head_channels: int = 64
+    top_k: int = 5
+    candidate_score: float = 0.25
+    peak_kernel: int = 3
+    presence_on: float = 0.6
+    presence_off: float = 0.4
+    event_frames: int = 3
+    handoff_frames: int = 3
+    recheck_interval: int = 15
+    retarget_iou: float = 0.3
+    max_targets: int = 4
+    extra_target_score: float = 0.5
+    match_cost_limit: float = 0.8
+    appearance_weight: float = 0.3
+    train: GroundingTrainConfig = field(default_factory=GroundingTrainConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     test: TestConfig = field(default_factory=TestConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
     name: str = ""
 
     @property
@@ -286,7 +392,34 @@ def _validated(cfg: Config, source: str) -> Config:
             fail(f"{label} {size} must be a positive multiple of MODEL.BACKBONE.STRIDE {bb.stride}")
     if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
         fail("DATA.MEAN and DATA.STD need three values (R, G, B)")
+    _validate_grounding(cfg.grounding, fail)
     return cfg
+
+
+TEXT_ENCODERS = ("minilm", "hf", "hashed")
+
+
+def _validate_grounding(g: GroundingConfig, fail) -> None:
+    if g.text_encoder not in TEXT_ENCODERS:
+        fail(f"GROUNDING.TEXT_ENCODER '{g.text_encoder}' is not one of {TEXT_ENCODERS}")
+    if g.text_encoder == "hf" and not g.text_path:
+        fail("GROUNDING.TEXT_ENCODER 'hf' needs GROUNDING.TEXT_PATH (a Hugging Face model folder)")
+    if g.embed_dim % g.num_heads:
+        fail(f"GROUNDING.EMBED_DIM {g.embed_dim} is not divisible by NUM_HEADS {g.num_heads}")
+    if g.stride != 16 or g.input_size <= 0 or g.input_size % g.stride:
+        fail(f"GROUNDING.INPUT_SIZE {g.input_size} must be a positive multiple of STRIDE, and STRIDE must be 16")
+    if len(g.ce_loc) != len(g.ce_keep_ratio):
+        fail("GROUNDING.CE_LOC and CE_KEEP_RATIO must have the same length")
+    if any(not 0 <= i < g.depth for i in g.ce_loc) or any(not 0 < r <= 1 for r in g.ce_keep_ratio):
+        fail(f"GROUNDING.CE_LOC must name blocks in 0..{g.depth - 1} and CE_KEEP_RATIO values be in (0, 1]")
+    if g.head_channels % 8:
+        fail(f"GROUNDING.HEAD_CHANNELS {g.head_channels} must be a multiple of 8")
+    positive = ("max_tokens", "memory_length", "top_k", "event_frames", "handoff_frames", "recheck_interval")
+    for key in positive:
+        if getattr(g, key) < 1:
+            fail(f"GROUNDING.{key.upper()} must be at least 1")
+    if not 0 <= g.presence_off <= g.presence_on <= 1:
+        fail("GROUNDING.PRESENCE_OFF must not exceed PRESENCE_ON, both in 0..1")
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:

@@ -14,6 +14,7 @@ No module is imported on the file's behalf.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import sys
 import types
@@ -121,6 +122,11 @@ class _Unpickler(pickle.Unpickler):
     _placeholders: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 (torch.save's) records Python 2 names ('commands.Popen' for subprocess.Popen); judge the
+        # object the standard unpickler would resolve them to.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         qualified = f"{module}.{name}"
         allowed = _allowed_torch_globals()
         if qualified in allowed:
@@ -143,9 +149,16 @@ class _Unpickler(pickle.Unpickler):
         return cls._placeholders[qualified]
 
 
+def _load(file: Any, **kwargs: Any) -> Any:
+    # torch's legacy (non-zip) reader calls ``pickle_module.load`` for its header records. These must go
+    # through the restricted unpickler too, or a raw pickle file runs its payload while torch reads the magic
+    # number.
+    return _Unpickler(file, **kwargs).load()
+
+
 _pickle_module = types.ModuleType("tracker_safe_pickle")
 _pickle_module.Unpickler = _Unpickler
-_pickle_module.load = pickle.load
+_pickle_module.load = _load
 _pickle_module.__dict__["UnpicklingError"] = pickle.UnpicklingError
 
 

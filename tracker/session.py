@@ -2,33 +2,76 @@
 
 The session owns one ``SingleTracker`` and labels each step with a state from its confidence; it never draws and
 never knows about windows. Thresholds come from the config's ``TRACK`` section.
+
+Grounding mode (with a ``Grounder``): ``set_query(text)`` -> grounding; once the query's object is present for a
+few frames the box tracker takes over from the best grounded box (tracking). Grounding re-checks every few frames
+and whenever the tracker weakens, re-targets a drifted tracker, and turns further matches into further targets
+whose identities are kept by assignment (``lap``). Every step uses only the current and earlier frames.
+Thresholds for this mode come from the grounder's ``GROUNDING`` section.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from tracker.config import TrackConfig
+from tracker.errors import InputError
+from tracker.grounding import Grounder, GroundingStep, association_cost, linear_assignment
 from tracker.single import SingleTracker
-from tracker.types import Box, Frame, SessionResult, TrackState
+from tracker.types import Box, Candidate, Frame, GroundingResult, SessionResult, TargetResult, TrackState
+
+DUPLICATE_IOU = 0.5  # grounded candidates overlapping a better one this much are the same object
+
+
+@dataclass(eq=False)
+class _Target:
+    """One followed target in grounding mode: its own box tracker (sharing the model) and appearance."""
+
+    target_id: int
+    tracker: SingleTracker
+    box: Box
+    appearance: np.ndarray
+    score: float = 1.0
+    state: TrackState = TrackState.TRACKING
+    weak: int = 0
 
 
 class Session:
     """Drive with ``start(frame, box)`` (any time, also to re-target), ``step(frame)`` and ``reset()``."""
 
-    def __init__(self, tracker: SingleTracker, track_cfg: TrackConfig | None = None) -> None:
+    def __init__(
+        self,
+        tracker: SingleTracker,
+        track_cfg: TrackConfig | None = None,
+        grounder: Grounder | None = None,
+        new_tracker: Callable[[], SingleTracker] | None = None,
+    ) -> None:
+        """``grounder`` enables text queries; ``new_tracker`` makes the box tracker of each further target of a
+        query (default: another ``SingleTracker`` sharing ``tracker``'s model)."""
         self.tracker = tracker
         self.cfg = track_cfg or tracker.cfg.track
+        self.grounder = grounder
+        self._new_tracker = new_tracker or (lambda: SingleTracker(tracker.model, tracker.cfg, tracker.device))
         self.state = TrackState.IDLE
         self.target_id: int | None = None
+        self.query: str | None = None
+        self.targets: list[_Target] = []
         self._next_id = 1
         self._weak = 0
         self._strong = 0
+        self._seen = 0
+        self._since_check = 0
 
     def start(self, frame: Frame, box: Box) -> SessionResult:
         """Follow the target in ``box`` (frame pixels) from this frame on; the result reports the box as given."""
         begin = time.perf_counter()
         self.tracker.init(frame.image, box)
+        self.query = None
+        self.targets = []
         self.state = TrackState.TRACKING
         self.target_id = self._next_id
         self._next_id += 1
@@ -39,6 +82,8 @@ class Session:
         begin = time.perf_counter()
         if self.state is TrackState.IDLE:
             return self._result(frame, None, 0.0, begin)
+        if self.query is not None:
+            return self._step_grounding(frame, begin)
         result = self.tracker.update(frame.image)
         self.state = self._next_state(result.score)
         return self._result(frame, result.box, result.score, begin)
@@ -46,7 +91,159 @@ class Session:
     def reset(self) -> None:
         self.state = TrackState.IDLE
         self.target_id = None
+        self.query = None
+        self.targets = []
         self._weak = self._strong = 0
+
+    # --------------------------------------------------------------------------------------------------------
+    # Grounding mode
+
+    def set_query(self, text: str) -> str:
+        """Look for what ``text`` describes from the next frame on (state grounding); returns the query as used.
+        Replaces any current target. InputError for an unusable query or a session without a grounder."""
+        if self.grounder is None:
+            raise InputError("text queries need a grounding model; start the app with grounding enabled")
+        self.query = self.grounder.set_query(text)
+        self.targets = []
+        self.target_id = None
+        self.state = TrackState.GROUNDING
+        self._weak = self._strong = self._seen = self._since_check = 0
+        return self.query
+
+    def _step_grounding(self, frame: Frame, begin: float) -> SessionResult:
+        if self.state is TrackState.GROUNDING:
+            return self._search(frame, begin)
+        primary = self._update_targets(frame)
+        self._since_check += 1
+        weak = primary.score < self.cfg.lost_score
+        grounding = None
+        if weak or self.state is TrackState.LOST or self._since_check >= self.grounder.gcfg.recheck_interval:
+            grounding = self._recheck(frame)
+            primary = self.targets[0]
+        if grounding is None or self.state is not TrackState.RECOVERED:
+            self.state = self._next_state(primary.score)
+        return self._grounding_result(frame, primary.box, primary.score, begin, grounding)
+
+    def _search(self, frame: Frame, begin: float) -> SessionResult:
+        """Grounding state: run the grounder; hand over to the box tracker once the object is seen long enough."""
+        step = self.grounder.ground(frame.image)
+        result = step.result
+        g = self.grounder.gcfg
+        seen = result.presence >= g.presence_on and bool(result.candidates)
+        self._seen = self._seen + 1 if seen else 0
+        best = result.candidates[0].box if result.candidates else None
+        if self._seen >= g.handoff_frames:
+            self._hand_over(frame, step)
+            primary = self.targets[0]
+            return self._grounding_result(frame, primary.box, primary.score, begin, result)
+        return self._grounding_result(frame, best, result.presence, begin, result)
+
+    def _hand_over(self, frame: Frame, step: GroundingStep) -> None:
+        self.targets = []
+        for index in self._distinct(step.result.candidates):
+            self._add_target(frame, step.result.candidates[index].box, step.embeddings[index])
+        self.target_id = self.targets[0].target_id
+        self.state = TrackState.TRACKING
+        self._weak = self._strong = self._since_check = 0
+
+    def _distinct(self, candidates: tuple[Candidate, ...]) -> list[int]:
+        """Indices of the candidates that are separate objects worth following (best first, at most
+        ``max_targets``): the best always, others scoring at least ``extra_target_score``."""
+        g = self.grounder.gcfg
+        kept: list[int] = []
+        for i, cand in enumerate(candidates):
+            if i and cand.score < g.extra_target_score:
+                continue
+            if all(cand.box.iou(candidates[k].box) < DUPLICATE_IOU for k in kept):
+                kept.append(i)
+        return kept[: g.max_targets]
+
+    def _add_target(self, frame: Frame, box: Box, appearance: np.ndarray) -> _Target:
+        tracker = self.tracker if not self.targets else self._new_tracker()
+        tracker.init(frame.image, box)
+        target = _Target(self._next_id, tracker, box, appearance)
+        self._next_id += 1
+        self.targets.append(target)
+        return target
+
+    def _update_targets(self, frame: Frame) -> _Target:
+        """Every target's box tracker steps into this frame; secondary targets lost for long are dropped."""
+        for target in self.targets:
+            result = target.tracker.update(frame.image)
+            target.box, target.score = result.box, result.score
+            target.weak = target.weak + 1 if result.score < self.cfg.lost_score else 0
+            target.state = TrackState.LOST if target.weak >= self.cfg.lost_frames else TrackState.TRACKING
+        self.targets = [self.targets[0]] + [t for t in self.targets[1:] if t.state is not TrackState.LOST]
+        return self.targets[0]
+
+    def _recheck(self, frame: Frame) -> GroundingResult:
+        """Ground this frame and reconcile with the targets: matched targets that drifted are re-initialised on
+        their grounded box, a lost primary takes the best unmatched match, other matches become new targets."""
+        self._since_check = 0
+        step = self.grounder.ground(frame.image)
+        g = self.grounder.gcfg
+        if step.result.presence < g.presence_on or not step.result.candidates:
+            return step.result
+        candidates = step.result.candidates
+        distinct = self._distinct(candidates)
+        cost = association_cost(
+            [t.box for t in self.targets],
+            np.stack([t.appearance for t in self.targets]),
+            [candidates[i].box for i in distinct],
+            step.embeddings[distinct],
+            g.appearance_weight,
+        )
+        matches, _, unmatched = linear_assignment(cost, g.match_cost_limit)
+        for row, col in matches:
+            target, index = self.targets[row], distinct[col]
+            if target.box.iou(candidates[index].box) < g.retarget_iou:
+                self._retarget(frame, target, candidates[index].box)
+            target.appearance = step.embeddings[index]
+        free = [distinct[c] for c in unmatched]
+        pick = self._primary_pick(free, distinct[0], {row for row, _ in matches})
+        if pick is not None:
+            free.remove(pick)
+            self._retarget(frame, self.targets[0], candidates[pick].box)
+            self.targets[0].appearance = step.embeddings[pick]
+        for index in free:
+            if len(self.targets) < g.max_targets:
+                self._add_target(frame, candidates[index].box, step.embeddings[index])
+        return step.result
+
+    def _primary_pick(self, free: list[int], best: int, matched_rows: set[int]) -> int | None:
+        """The candidate the primary target moves to, if any: it matched nothing, and the best grounded box
+        matched no other target either (the tracker drifted off what the query describes); a lost or weak
+        primary takes the best free candidate."""
+        if 0 in matched_rows or not free:
+            return None
+        if best in free:
+            return best
+        weak = self.state is TrackState.LOST or self.targets[0].score < self.cfg.lost_score
+        return free[0] if weak else None
+
+    def _retarget(self, frame: Frame, target: _Target, box: Box) -> None:
+        target.tracker.init(frame.image, box)
+        target.box, target.score, target.weak, target.state = box, 1.0, 0, TrackState.TRACKING
+        if target is self.targets[0] and self.state is TrackState.LOST:
+            self.state = TrackState.RECOVERED
+            self._weak = 0
+
+    def _grounding_result(
+        self, frame: Frame, box: Box | None, score: float, begin: float, grounding: GroundingResult | None
+    ) -> SessionResult:
+        targets = tuple(TargetResult(t.target_id, t.box, t.score, t.state) for t in self.targets)
+        return SessionResult(
+            frame_index=frame.index,
+            timestamp=frame.timestamp,
+            box=box,
+            score=score,
+            state=self.state,
+            elapsed_ms=(time.perf_counter() - begin) * 1e3,
+            target_id=self.targets[0].target_id if self.targets else None,
+            query=self.query,
+            targets=targets,
+            grounding=grounding,
+        )
 
     def _next_state(self, score: float) -> TrackState:
         weak = score < self.cfg.lost_score

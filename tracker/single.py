@@ -13,12 +13,13 @@ import cv2
 import numpy as np
 import torch
 
+from tracker.accel import NetOutput, build_network
 from tracker.config import Config
 from tracker.errors import InputError
 from tracker.models.candidate import template_focus_mask
 from tracker.models.head import decode_boxes
 from tracker.models.ostrack import OSTrack
-from tracker.preprocess import Normalizer, crop_around, hann2d, to_bgr_uint8
+from tracker.preprocess import Normalizer, crop_around, crop_around_torch, hann2d, to_bgr_uint8
 from tracker.types import Box, TrackResult
 
 CLIP_MARGIN = 10  # the official clip keeps at least this many pixels of the box inside the frame
@@ -38,12 +39,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 class SingleTracker:
-    """Follows one box through a stream of BGR frames. Not thread-safe: one caller drives it."""
+    """Follows one box through a stream of BGR frames. Not thread-safe: one caller drives it.
 
-    def __init__(self, model: OSTrack, cfg: Config, device: str | torch.device = "auto") -> None:
+    ``backend`` and ``precision`` choose how the network runs (tracker.accel; ``eager``/``fp32`` is the reference).
+    ``gpu_crop`` crops, resizes and normalises with torch on the model's device instead of OpenCV on the CPU (same
+    bytes); by default it is on when the device is a GPU.
+    """
+
+    def __init__(
+        self,
+        model: OSTrack,
+        cfg: Config,
+        device: str | torch.device = "auto",
+        backend: str = "eager",
+        precision: str = "auto",
+        gpu_crop: bool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.network = build_network(self.model, cfg, self.device, backend, precision)
+        self.gpu_crop = self.device.type == "cuda" if gpu_crop is None else gpu_crop
         self.normalize = Normalizer(cfg.data.mean, cfg.data.std, self.device)
         self.window = hann2d(cfg.search_tokens_side).to(self.device)
         focus = None
@@ -53,6 +69,7 @@ class SingleTracker:
         self.template: torch.Tensor | None = None
         self.state: Box | None = None
         self.frame_size: tuple[int, int] | None = None
+        self.last_output: NetOutput | None = None  # the latest network step, for checks and diagnostics
 
     @property
     def initialized(self) -> bool:
@@ -62,9 +79,7 @@ class SingleTracker:
         """Take the target in ``box`` (frame pixels) of this frame as the template."""
         image = to_bgr_uint8(frame_bgr)
         box = validate_init_box(box, image.shape[1], image.shape[0])
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        crop = crop_around(rgb, box, self.cfg.test.template_factor, self.cfg.test.template_size)
-        self.template = self.normalize(crop.image)
+        self.template, _ = self._crop(image, box, self.cfg.test.template_factor, self.cfg.test.template_size)
         self.state = box
         self.frame_size = (image.shape[1], image.shape[0])
 
@@ -76,20 +91,30 @@ class SingleTracker:
         start = time.perf_counter()
         image = to_bgr_uint8(frame_bgr)
         height, width = image.shape[:2]
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        crop = crop_around(rgb, self.state, self.cfg.test.search_factor, self.cfg.test.search_size)
-        out = self.model(self.template, self.normalize(crop.image), ce_template_mask=self.focus)
-        score = out["score_map"]
-        box = decode_boxes(self.window * score, out["size_map"], out["offset_map"]).view(-1, 4)
+        search, resize_factor = self._crop(image, self.state, self.cfg.test.search_factor, self.cfg.test.search_size)
+        out = self.last_output = self.network(self.template, search)
+        score = out.score_map
+        box = decode_boxes(self.window * score, out.size_map, out.offset_map).view(-1, 4)
         # The official tracker scales in float32 before leaving torch; keep that to match it to the bit.
-        in_crop = (box.mean(dim=0) * self.cfg.test.search_size / crop.resize_factor).tolist()
+        in_crop = (box.mean(dim=0) * self.cfg.test.search_size / resize_factor).tolist()
         raw_score = float(score.max())
         if not all(math.isfinite(v) for v in in_crop) or not math.isfinite(raw_score):
             # A broken step (NaN/inf from the network) keeps the last box and reports no confidence.
             return TrackResult(self.state, 0.0, (time.perf_counter() - start) * 1e3)
-        self.state = clip_box(self._map_back(in_crop, crop.resize_factor), width, height)
+        self.state = clip_box(self._map_back(in_crop, resize_factor), width, height)
         self.frame_size = (width, height)
         return TrackResult(self.state, raw_score, (time.perf_counter() - start) * 1e3)
+
+    def _crop(self, image_bgr: np.ndarray, box: Box, factor: float, size: int) -> tuple[torch.Tensor, float]:
+        """The normalised RGB network input (1, 3, size, size) around ``box`` and its resize factor.
+
+        Colour is converted on the crop, not the frame: the resize works per channel, so the bytes are the same.
+        """
+        if self.gpu_crop:
+            crop, resize_factor = crop_around_torch(image_bgr, box, factor, size, self.device)
+            return self.normalize(crop.flip(-1)), resize_factor
+        crop = crop_around(image_bgr, box, factor, size, with_mask=False)
+        return self.normalize(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB)), crop.resize_factor
 
     def _map_back(self, in_crop: list[float], resize_factor: float) -> Box:
         """Crop-pixel (cx, cy, w, h) to a frame-pixel box, relative to the previous (unrounded) centre."""

@@ -105,11 +105,25 @@ class GroundingResult:
 
 
 @dataclass(frozen=True)
+class TargetResult:
+    """One followed target of a grounding session (a query can match several): its identity, box in frame
+    pixels, the box tracker's score and its own state."""
+
+    target_id: int
+    box: Box
+    score: float
+    state: TrackState
+
+
+@dataclass(frozen=True)
 class SessionResult:
     """What the session reports for one frame, for every sink (window, renderer, recorder).
 
     ``box`` is the current estimate in frame pixels (kept at the last estimate while lost; None when idle);
     ``score`` is the tracker's confidence for this frame; ``elapsed_ms`` the time the session spent on it.
+    In grounding mode ``box``/``target_id`` are the primary target (while grounding: the best candidate and the
+    presence as ``score``), ``targets`` every followed target, and ``grounding`` the grounder's answer on the
+    frames where it ran.
     """
 
     frame_index: int
@@ -120,3 +134,5 @@ class SessionResult:
     elapsed_ms: float = 0.0
     target_id: int | None = None
     query: str | None = None
+    targets: tuple[TargetResult, ...] = ()
+    grounding: GroundingResult | None = None

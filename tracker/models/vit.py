@@ -41,8 +41,10 @@ class Attention(nn.Module):
             drop = self.attn_drop.p if self.training else 0.0
             out, probs = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale), None
         else:
-            probs = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-            out = self.attn_drop(probs) @ v
+            # Softmax in float32 even under mixed precision: CE ranks tokens by these probabilities. For float32
+            # inputs both casts are no-ops, so the reference arithmetic is unchanged.
+            probs = ((q @ k.transpose(-2, -1)) * self.scale).float().softmax(dim=-1)
+            out = self.attn_drop(probs).to(v.dtype) @ v
         out = out.transpose(1, 2).reshape(batch, length, dim)
         return self.proj_drop(self.proj(out)), probs
 
@@ -99,7 +101,7 @@ class OneStreamViT(nn.Module):
         self.patch_embed = PatchEmbed(
             img_size=cfg.data.search.size, patch_size=stride, in_chans=3, embed_dim=dim, strict_img_size=False
         )
-        keep = dict(zip(bb.ce_loc, bb.ce_keep_ratio))
+        keep = dict(zip(bb.ce_loc, bb.ce_keep_ratio, strict=False))
         rates = [cfg.train.drop_path_rate * i / max(bb.depth - 1, 1) for i in range(bb.depth)]
         self.blocks = nn.ModuleList(
             Block(dim, bb.num_heads, bb.mlp_ratio, rates[i], keep.get(i, 1.0)) for i in range(bb.depth)
@@ -152,9 +154,14 @@ class OneStreamViT(nn.Module):
         return torch.cat([z_out, x_out], dim=1), {"removed_indexes_s": removed}
 
     def _focus(self, ce_template_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """Template rows that rank search tokens: a (B, Lz) or (Lz,) bool mask, or None for all rows (official)."""
+        """Template rows that rank search tokens: a (B, Lz) or (Lz,) bool mask, or None for all rows (official).
+
+        An int64 1-D tensor is taken as the row indices themselves: the same rows, picked with a static shape, which
+        compiled and graph-captured paths need (a bool index has a data-dependent size)."""
         if ce_template_mask is None:
             return None
+        if ce_template_mask.dtype == torch.long and ce_template_mask.dim() == 1:
+            return ce_template_mask
         return ce_template_mask.reshape(-1, self.num_template)[0].bool()
 
 

@@ -1,0 +1,433 @@
+"""Command line: flags into ``AppOptions``, then the window or the headless loop; exit codes, one-line errors.
+
+Exit codes: 0 done; 1 unexpected failure (a bug: run with --debug); 2 a problem with the input, model or an
+output file (the printed line says what to do); 128 + signal number when stopped by SIGINT (130) or SIGTERM
+(143).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.options import AppOptions, build_session
+from app.record import Recorder, check_output_path, check_video_path
+from app.render import Trail, draw_result, info_line
+from app.sources import FrameSource, open_source
+from tracker.errors import InputError, TrackerError
+from tracker.session import Session
+from tracker.types import Box, Frame, SessionResult
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_ERROR = 2
+GROUNDING_MISSING = "text grounding needs the grounding model, which is not installed yet; give --init-box"
+# A live source that gives no first frame for this long is reported instead of waited on forever.
+FIRST_FRAME_TIMEOUT_S = 15.0
+READ_TIMEOUT_S = 0.5  # how long one read waits, so a stop request is seen promptly
+DEVICES = ("auto", "cpu", "cuda")
+RECENT_STEPS = 30  # the speed drawn on video frames is the mean over this many recent steps
+
+EXAMPLES = """\
+examples:
+  track a video without a window, starting from a box, and save the boxes:
+    python main.py --no-gui --source clip.mp4 --init-box 120,80,60,90 --save-results boxes.txt
+  the same on a folder of frames with JSON lines and an annotated video, first 500 frames:
+    python main.py --no-gui --source frames/ --init-box 120,80,60,90 \\
+        --save-results boxes.jsonl --save-video tracked.mp4 --max-frames 500
+  open the window on the default webcam (draw a box with the mouse to start):
+    python main.py
+  a network camera with an official OSTrack checkpoint on the GPU:
+    python main.py --source rtsp://camera.local/stream --weights weights/OSTrack_ep0300.pth.tar --device cuda
+
+results files:
+  .txt (or any name not ending in .jsonl): one "x,y,w,h" line per frame read, in frame pixels; the first line
+  is the initial box. Frames with no target (in the window: before a box is drawn or after a reset) are
+  written "nan,nan,nan,nan", so line n is always frame n.
+  .jsonl: one {"frame", "time", "box", "score", "state", "id", "query"} object per frame read; "time" is
+  seconds since the first frame, "box" is [x, y, w, h] or null.
+
+exit codes: 0 done, 1 unexpected failure (run with --debug), 2 bad input, model or output (the message says
+why), 130 stopped by Ctrl-C, 143 stopped by SIGTERM (results and video are complete up to the last frame
+tracked)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python main.py",
+        description="Real-time visual object tracking with an OSTrack one-stream ViT: a window, or headless.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--source",
+        default="webcam",
+        metavar="PATH_OR_INDEX_OR_URL",
+        help="what to track in: 'webcam' (camera 0), a camera index such as 1, a video file, a folder of "
+        "images (sorted by name), or an rtsp://, rtsps://, http:// or https:// stream (default: webcam)",
+    )
+    add(
+        "--init-box",
+        metavar="X,Y,W,H",
+        help="the target on the first frame: top-left x, y, width, height in frame pixels, e.g. 120,80,60,90 "
+        "(required with --no-gui; in the window you can draw it instead)",
+    )
+    add("--no-gui", action="store_true", help="run without a window: track, record, print a summary, exit")
+    add(
+        "--save-results",
+        metavar="PATH",
+        help="write the box of every frame to PATH: .txt gives x,y,w,h lines, .jsonl gives JSON lines with "
+        "state and score (see 'results files' below)",
+    )
+    add(
+        "--save-video",
+        metavar="PATH",
+        help="write the annotated frames (box, state, trail, speed) to a .mp4 or .avi video",
+    )
+    add(
+        "--config",
+        metavar="NAME_OR_YAML",
+        help="model config: a name from configs/ such as ostrack_vitb256_ce, or a YAML file "
+        "(default: the one stored with the weights)",
+    )
+    add(
+        "--weights",
+        metavar="PATH",
+        help="model weights: an official OSTrack .pth.tar checkpoint or our .safetensors (default: the bundled model)",
+    )
+    add(
+        "--device",
+        default="auto",
+        metavar="cpu|cuda|auto",
+        help="where the model runs (default: auto = cuda when a GPU is available, else cpu)",
+    )
+    add("--max-frames", metavar="N", help="stop after N frames (default: until the source ends or Ctrl-C)")
+    add(
+        "--query",
+        metavar="TEXT",
+        help='find the target by a description, e.g. "the red car" (needs the grounding model)',
+    )
+    add("--debug", action="store_true", help="show full tracebacks and OpenCV/FFmpeg messages")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the process arguments), run, and return the exit code."""
+    args = build_parser().parse_args(argv)
+    _quiet_video_backends(args.debug)
+    try:
+        options = options_from_args(args)
+        if options.config is not None and options.weights is None:
+            print(
+                f"warning: --config {options.config} without --weights gives random weights (tests only); "
+                "pass --weights FILE to track for real",
+                file=sys.stderr,
+            )
+        if not args.no_gui:
+            return _run_window(options)
+        return run_headless(options)
+    except _Interrupted as stop:
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except TrackerError as err:
+        _report(f"error: {_one_line(err)}", args.debug)
+        return EXIT_ERROR
+    except Exception as err:
+        _report(
+            f"error: unexpected {type(err).__name__}: {_one_line(err)}; run with --debug for details",
+            args.debug,
+        )
+        return EXIT_UNEXPECTED
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Flags to options
+
+
+def options_from_args(args: argparse.Namespace) -> AppOptions:
+    """Validate the flags that need more than argparse gives, with one-line errors."""
+    return AppOptions(
+        source=args.source,
+        init_box=parse_box(args.init_box) if args.init_box is not None else None,
+        config=args.config,
+        weights=args.weights,
+        device=_parse_device(args.device),
+        save_results=Path(args.save_results).expanduser() if args.save_results else None,
+        save_video=Path(args.save_video).expanduser() if args.save_video else None,
+        max_frames=_parse_max_frames(args.max_frames) if args.max_frames is not None else None,
+        query=args.query.strip() or None if args.query is not None else None,
+        debug=args.debug,
+    )
+
+
+def parse_box(text: str) -> Box:
+    """``x,y,w,h`` (four finite numbers, positive width and height) in frame pixels."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InputError(f"--init-box '{text}' is not four numbers x,y,w,h; give e.g. --init-box 120,80,60,90")
+    box = Box.from_xywh(values)
+    if box.w <= 0 or box.h <= 0:
+        raise InputError(f"--init-box '{text}' has zero or negative width or height; give a box of size above 0")
+    return box
+
+
+def _parse_device(text: str) -> str:
+    name = text.strip().lower()
+    if name in DEVICES or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise InputError(f"--device '{text}' is not one of cpu, cuda, auto (or cuda:N)")
+
+
+def _parse_max_frames(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"--max-frames '{text}' is not a positive whole number; give e.g. --max-frames 500")
+    return value
+
+
+def _run_window(options: AppOptions) -> int:
+    try:
+        from app.window import run_gui  # imported here so headless runs never load Qt
+    except ImportError as err:
+        raise InputError(f"the window cannot start ({_one_line(err)}); use --no-gui") from None
+    return run_gui(options)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Headless
+
+
+@dataclass
+class RunProgress:
+    """What the headless loop has done so far. Constant size: a run may last days on a live camera."""
+
+    frames: int = 0
+    step_count: int = 0  # tracker steps timed (every frame but the first, which initialises)
+    step_ms_total: float = 0.0
+    recent_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=RECENT_STEPS))
+    started: float = field(default_factory=time.perf_counter)
+
+    def add_step(self, elapsed_ms: float) -> None:
+        self.step_count += 1
+        self.step_ms_total += elapsed_ms
+        self.recent_ms.append(elapsed_ms)
+
+    @property
+    def tracker_fps(self) -> float:
+        """Mean tracker speed over the whole run (steps per second of tracker time)."""
+        return 1000.0 * self.step_count / self.step_ms_total if self.step_ms_total > 0 else 0.0
+
+    @property
+    def recent_tracker_fps(self) -> float:
+        total = sum(self.recent_ms)
+        return 1000.0 * len(self.recent_ms) / total if total > 0 else 0.0
+
+
+def run_headless(options: AppOptions) -> int:
+    """Track from the first frame's ``--init-box`` to the end of the source (or --max-frames, or a signal)."""
+    if options.query:
+        raise InputError(GROUNDING_MISSING)
+    if options.init_box is None:
+        raise InputError("--no-gui needs --init-box x,y,w,h (the target on the first frame)")
+    # Cheap checks first, so a typo in an output path does not cost a model load.
+    if options.save_results is not None:
+        check_output_path(options.save_results, "results")
+    if options.save_video is not None:
+        check_video_path(options.save_video)
+    source = open_source(options.source or "webcam", realtime=False)
+    stop = _StopRequest()
+    recorder = None
+    progress = RunProgress()
+    try:
+        with _signals_handled(stop):
+            session = build_session(options)
+            recorder = Recorder(options.save_results, options.save_video, source.nominal_fps or 30.0)
+            stop.tracking = True  # from here a signal finishes the current frame, then the loop stops
+            track_source(source, session, recorder, options, stop=stop, progress=progress)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        source.close()
+    print(_summary(progress, options, stop.signum), file=sys.stderr)
+    source_state = source.stats()
+    if source_state.status == "failed" or "skipped" in source_state.message:
+        print(f"warning: {source_state.message}", file=sys.stderr)
+    if recorder.error:
+        print(f"error: {recorder.error}", file=sys.stderr)
+        return EXIT_ERROR
+    return 128 + stop.signum if stop.signum else EXIT_OK
+
+
+def track_source(
+    source: FrameSource,
+    session: Session,
+    recorder: Recorder,
+    options: AppOptions,
+    *,
+    stop: _StopRequest | None = None,
+    progress: RunProgress | None = None,
+    on_result: Callable[[Frame, SessionResult], None] | None = None,
+) -> RunProgress:
+    """The headless loop: start ``source``, init on its first frame with ``options.init_box``, step every
+    frame after it and record each result (and the annotated frame when ``options.save_video``), until the
+    source ends, ``options.max_frames`` frames were read, or ``stop.signum`` is set. ``on_result``
+    (benchmarks) sees every frame and its result after it was recorded."""
+    stop = stop or _StopRequest()
+    progress = progress or RunProgress()
+    source.start()
+    first = _first_frame(source, stop)
+    if first is None:
+        return progress
+    progress.started = time.perf_counter()  # the summary's time is tracking time, not model loading
+    trail = Trail(session.cfg.trail_length) if options.save_video else None
+    total = source.frame_count
+    if options.max_frames is not None and total is not None:
+        total = min(total, options.max_frames)
+    # disable=None: the bar shows on a terminal and stays out of logs and pipes.
+    with tqdm(total=total, unit="frame", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
+        result = session.start(first, options.init_box)
+        _record(recorder, first, result, trail, source, progress, on_result)
+        bar.update(1)
+        while not stop.signum and (options.max_frames is None or progress.frames < options.max_frames):
+            frame = source.read(READ_TIMEOUT_S)
+            if frame is None:
+                if source.ended:
+                    break
+                continue
+            result = session.step(frame)
+            progress.add_step(result.elapsed_ms)
+            _record(recorder, frame, result, trail, source, progress, on_result)
+            bar.update(1)
+    return progress
+
+
+def _first_frame(source: FrameSource, stop: _StopRequest) -> Frame | None:
+    """The first frame, or None if a stop was requested meanwhile; an error if none comes."""
+    deadline = time.monotonic() + FIRST_FRAME_TIMEOUT_S
+    while not stop.signum:
+        frame = source.read(READ_TIMEOUT_S)
+        if frame is not None:
+            return frame
+        if source.ended or time.monotonic() > deadline:
+            reason = source.stats().message or "no frame arrived"
+            raise InputError(f"{source.description} gave no frame ({reason}); check the source")
+    return None
+
+
+def _record(
+    recorder: Recorder,
+    frame: Frame,
+    result: SessionResult,
+    trail: Trail | None,
+    source: FrameSource,
+    progress: RunProgress,
+    on_result: Callable[[Frame, SessionResult], None] | None,
+) -> None:
+    annotated = None
+    if recorder.video_path is not None and trail is not None:
+        trail.add(result)
+        stats = source.stats()
+        latency_ms = (time.monotonic() - frame.timestamp) * 1000.0
+        info = info_line(stats.fps, progress.recent_tracker_fps, latency_ms, stats.dropped)
+        annotated = draw_result(frame.image, result, trail, info)
+    recorder.write(result, annotated)
+    progress.frames += 1
+    if on_result is not None:
+        on_result(frame, result)
+
+
+def _summary(progress: RunProgress, options: AppOptions, signum: int | None) -> str:
+    wall = time.perf_counter() - progress.started
+    head = f"stopped by {signal.Signals(signum).name} after" if signum else "tracked"
+    parts = [
+        f"{head} {progress.frames} frames in {wall:.1f} s",
+        f"mean tracker {progress.tracker_fps:.1f} fps",
+    ]
+    if options.save_results is not None:
+        parts.append(f"results: {options.save_results}")
+    if options.save_video is not None:
+        parts.append(f"video: {options.save_video}")
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Signals and messages
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = int(signum)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handler. Before tracking starts it aborts at once (nothing is recorded yet); while
+    tracking it only raises a flag, so the frame in hand is finished and recorded before the loop ends."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.tracking = False
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signum is not None:
+            return  # a second signal while stopping must not cut the clean-up short
+        self.signum = int(signum)
+        if not self.tracking:
+            raise _Interrupted(signum)
+
+
+@contextmanager
+def _signals_handled(handler: _StopRequest) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to ``handler`` (main thread only, as Python requires); restore after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _quiet_video_backends(debug: bool) -> None:
+    """OpenCV and FFmpeg print their own warnings to stderr; users get our one-line errors instead."""
+    if debug:
+        return
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used: AV_LOG_QUIET
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def _report(line: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,194 @@
+"""The runner, the OpenCV baselines and the CLI on tiny synthetic sequences."""
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.eval_fixtures import make_otb, make_ours, scene
+from tests.helpers import TINY_YAML
+from tracker.errors import InputError
+from tracker.eval import baselines
+from tracker.eval.baselines import build_baseline
+from tracker.eval.cli import main
+from tracker.eval.datasets import load_dataset
+from tracker.eval.runner import evaluate, folder_name, run_sequence
+from tracker.eval.sequence import Sequence
+from tracker.eval.trackers import TrackerSpec, baseline_specs, parse_tracker_spec, unique_names
+from tracker.types import Box, TrackResult
+
+NANO_PRESENT = (baselines.PEERS_DIR / baselines.NANO_BACKBONE).is_file()
+
+
+class Scripted:
+    """Answers each update with the next box of a script (NaN rows stand for a failed step)."""
+
+    def __init__(self, boxes):
+        self.boxes = [Box.from_xywh(b) for b in boxes]
+        self.inits = []
+
+    def init(self, frame_bgr, box):
+        self.inits.append(box)
+        self.step = 0
+
+    def update(self, frame_bgr):
+        box = self.boxes[self.step]
+        self.step += 1
+        return TrackResult(box, 0.5, 1.0)
+
+
+def _sequence(tmp_path, count=6):
+    root = make_otb(tmp_path / "otb", count=count)
+    return load_dataset(root, names=["Square"])[0]
+
+
+def test_run_sequence_starts_from_gt_and_keeps_the_last_box_on_failure(tmp_path):
+    sequence = _sequence(tmp_path, count=5)
+    gt = sequence.groundtruth
+    script = [gt[1], [np.nan] * 4, gt[3], gt[4]]
+    tracker = Scripted(script)
+    run = run_sequence(tracker, sequence)
+    assert tracker.inits == [Box.from_xywh(gt[0])]
+    np.testing.assert_array_equal(run.boxes, [gt[0], gt[1], gt[1], gt[3], gt[4]])
+    assert run.step_ms.shape == run.frame_ms.shape == (4,)
+    assert (run.frame_ms >= run.step_ms).all() and (run.step_ms > 0).all()
+    # frames 1, 3, 4 exact (IoU 1); frame 2 kept frame 1's box: IoU of two 20 px squares offset by (2, 1)
+    overlap = (18 * 19) / (2 * 400 - 18 * 19)
+    expected = (3 * 20 / 21 + np.sum(overlap > np.linspace(0, 1, 21)) / 21) / 4
+    assert run.score.auc == pytest.approx(expected)
+
+
+def test_run_sequence_respects_max_frames(tmp_path):
+    sequence = _sequence(tmp_path, count=5)
+    run = run_sequence(Scripted(sequence.groundtruth[1:]), sequence, max_frames=3)
+    assert run.boxes.shape == (3, 4) and run.score.frames == 2
+
+
+def test_first_frame_without_a_box_cannot_be_tracked(tmp_path):
+    sequence = _sequence(tmp_path)
+    gt = sequence.groundtruth.copy()
+    gt[0] = np.nan
+    broken = Sequence("broken", gt, frame_paths=sequence.frame_paths)
+    with pytest.raises(InputError, match="first frame"):
+        run_sequence(Scripted(gt[1:]), broken)
+
+
+def test_mil_follows_the_square_and_repeats_exactly(tmp_path):
+    sequence = _sequence(tmp_path, count=8)
+    spec = TrackerSpec("mil", lambda: build_baseline("mil"))
+    first = evaluate([spec], [sequence], show_progress=False).trackers[0].runs[0]
+    again = evaluate([spec], [sequence], show_progress=False).trackers[0].runs[0]
+    np.testing.assert_array_equal(first.boxes, again.boxes)
+    assert first.score.auc > 0.5
+    assert first.step_fps > 0 and first.frame_fps > 0
+
+
+@pytest.mark.skipif(not NANO_PRESENT, reason="NanoTrack ONNX files not in ../shared/peers")
+def test_nano_follows_the_square(tmp_path):
+    sequence = _sequence(tmp_path, count=8)
+    run = run_sequence(build_baseline("nano"), sequence)
+    assert run.score.auc > 0.5
+
+
+def test_opencv_wrapper_rounds_the_init_box_and_rejects_bad_ones():
+    assert baselines._whole_pixels(Box(20.4, 19.6, 20.2, 0.3)) == (20, 20, 20, 1)
+    frames, _ = scene(2)
+    tracker = build_baseline("mil")
+    with pytest.raises(InputError):
+        tracker.update(frames[1])
+    with pytest.raises(InputError):
+        tracker.init(frames[0], Box(0, 0, 0, 10))
+    tracker.init(frames[0], Box(20.4, 19.6, 20.2, 19.8))
+    result = tracker.update(frames[1])
+    assert result.box.is_finite() and result.elapsed_ms > 0
+
+
+def test_missing_contrib_baselines_are_skipped_with_the_reason(monkeypatch):
+    monkeypatch.delattr(cv2, "TrackerCSRT_create", raising=False)
+    specs, skipped = baseline_specs(["mil", "csrt"])
+    assert [s.name for s in specs] == ["OpenCV MIL"]
+    assert [s.name for s in skipped] == ["OpenCV CSRT"] and "contrib" in skipped[0].reason
+    with pytest.raises(InputError, match="unknown baseline"):
+        baseline_specs(["sift"])
+    with pytest.raises(InputError, match="contrib"):
+        build_baseline("csrt")
+
+
+def test_nano_without_its_models_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="--peers"):
+        build_baseline("nano", peers_dir=tmp_path)
+
+
+def test_tracker_specs():
+    spec = parse_tracker_spec(f"config={TINY_YAML},name=tiny,device=cpu")
+    assert spec.name == "tiny"
+    assert parse_tracker_spec(f"config={TINY_YAML}").name == "tiny256ce"
+    with pytest.raises(InputError, match="not one of"):
+        parse_tracker_spec("model=x")
+    with pytest.raises(InputError, match="does not exist"):
+        parse_tracker_spec("weights=/no/such/file.pth")
+    with pytest.raises(InputError, match="names no model"):
+        parse_tracker_spec("name=x")
+    renamed = unique_names([spec, spec, spec])
+    assert [s.name for s in renamed] == ["tiny", "tiny-2", "tiny-3"]
+    assert folder_name("OpenCV MIL") == "OpenCV_MIL"
+
+
+def test_cli_writes_results_tables_json_and_plots(tmp_path, capsys):
+    root = make_otb(tmp_path / "otb", count=4)
+    out = tmp_path / "out"
+    code = main([
+        "--dataset", str(root), "--sequences", "Square,Twin-1",
+        "--tracker", f"config={TINY_YAML},name=tiny", "--device", "cpu",
+        "--baselines", "mil", "--max-frames", "3", "--out", str(out), "--no-progress",
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "tiny" in printed and "OpenCV MIL" in printed and "Twin-1" in printed
+    boxes = np.loadtxt(out / "results" / "OpenCV_MIL" / "Square.txt", delimiter=",")
+    assert boxes.shape == (3, 4)
+    np.testing.assert_array_equal(boxes[0], [20, 20, 20, 20])  # the first line is the init box
+    assert np.loadtxt(out / "results" / "tiny" / "Twin-1_time.txt").shape == (3,)
+    assert np.loadtxt(out / "results" / "tiny" / "Twin-1_frame_time.txt").shape == (3,)
+    report = json.loads((out / "results.json").read_text())
+    assert [t["name"] for t in report["trackers"]] == ["tiny", "OpenCV MIL"]
+    mil = report["trackers"][1]
+    assert [s["sequence"] for s in mil["sequences"]] == ["Square", "Twin-1"]
+    assert mil["mean"]["auc"] == pytest.approx(np.mean([s["auc"] for s in mil["sequences"]]))
+    assert len(mil["mean"]["success_curve"]) == 21 and mil["sequences"][0]["frames"] == 2
+    markdown = (out / "results.md").read_text()
+    assert "| OpenCV MIL |" in markdown and f"{mil['mean']['auc']:.3f}" in markdown
+    for name in ("success.png", "precision.png", "norm_precision.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and image.shape[0] > 100
+
+
+def test_cli_on_our_layout_skips_nan_frames(tmp_path, capsys):
+    root = make_ours(tmp_path / "sequences", count=6)
+    out = tmp_path / "out"
+    args = ["--dataset", str(root), "--baselines", "mil", "--out", str(out), "--no-progress", "--no-plots"]
+    assert main(args) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["layout"] == "ours"
+    assert report["trackers"][0]["sequences"][0]["frames"] == 4  # 6 frames - init - the NaN frame
+    assert not (out / "success.png").exists()
+
+
+def test_cli_errors_are_one_line_and_exit_nonzero(tmp_path, capsys):
+    assert main(["--dataset", str(tmp_path / "missing"), "--baselines", "mil", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    root = make_otb(tmp_path / "otb")
+    assert main(["--dataset", str(root), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing to run" in capsys.readouterr().err
+    out = str(tmp_path / "o")
+    assert main(["--dataset", str(root), "--baselines", "mil", "--max-frames", "1", "--out", out]) == 2
+    assert "--max-frames" in capsys.readouterr().err
+
+
+def test_fps_is_nan_free_for_real_runs(tmp_path):
+    sequence = _sequence(tmp_path, count=3)
+    run = run_sequence(Scripted(sequence.groundtruth[1:]), sequence)
+    assert math.isfinite(run.step_fps) and math.isfinite(run.frame_fps)

@@ -1,0 +1,105 @@
+"""Rendering: box in the state colour, label, trail, info banner, on a copy; trail bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.render import STATE_COLOURS, Trail, draw_result, info_line
+from tracker.config import TrackConfig
+from tracker.types import Box, SessionResult, TrackState
+
+
+def result(box: Box | None, state=TrackState.TRACKING, score=0.9, target_id=1, index=0, query=None):
+    return SessionResult(index, 0.0, box, score, state, target_id=target_id, query=query)
+
+
+def blank(h=240, w=320, value=0):
+    return np.full((h, w, 3), value, np.uint8)
+
+
+def has_colour(pixels: np.ndarray, colour) -> bool:
+    """Some pixel is drawn in ``colour``, allowing for anti-aliasing (a darker shade of the same hue)."""
+    values = pixels.reshape(-1, 3).astype(float)
+    target = np.array(colour, float)
+    strength = values @ target / (target @ target)  # how much of the colour each pixel holds
+    residual = np.linalg.norm(values - strength[:, None] * target, axis=1)
+    return bool(np.any((strength > 0.3) & (residual < 12)))
+
+
+def test_every_state_has_a_distinct_colour():
+    assert set(STATE_COLOURS) == set(TrackState)
+    assert len(set(STATE_COLOURS.values())) == len(TrackState)
+
+
+def test_box_is_drawn_in_the_state_colour_on_a_copy():
+    image = blank()
+    box = Box(100, 100, 60, 50)
+    out = draw_result(image, result(box))
+    assert out is not image and out.shape == image.shape and out.dtype == np.uint8
+    assert not image.any()  # the caller's frame is untouched
+    colour = STATE_COLOURS[TrackState.TRACKING]
+    assert has_colour(out[110:140, 98:103], colour)  # left edge
+    assert has_colour(out[110:140, 158:163], colour)  # right edge
+    assert not out[110:140, 110:150].any()  # inside stays clear
+    assert has_colour(out[70:100, 100:200], colour)  # the label above the box is filled in the colour
+    lost = draw_result(image, result(box, TrackState.LOST, 0.1))
+    left_edge = lost[100:151, 99:102]
+    assert has_colour(left_edge, STATE_COLOURS[TrackState.LOST])
+    assert not np.all(left_edge.any(axis=(1, 2)))  # dashed: gaps along the edge
+
+
+def test_no_box_draws_nothing_but_the_banner():
+    image = blank(value=100)
+    assert np.array_equal(draw_result(image, result(None, TrackState.IDLE)), image)
+    out = draw_result(image, result(None, TrackState.IDLE), info=info_line(30, 20, 45, 2))
+    assert (out[:3] < 100).all()  # the banner darkens the top
+    assert (out[:25] == 255).any()  # white text on it
+    assert np.array_equal(out[60:], image[60:])
+
+
+def test_label_stays_below_the_banner_for_a_box_at_the_top():
+    image = blank()
+    out = draw_result(image, result(Box(10, 0, 100, 100)), info="capture 1.0 fps")
+    colour = STATE_COLOURS[TrackState.TRACKING]
+    banner_rows = out[:20, 200:]
+    assert not has_colour(banner_rows, colour)
+    assert has_colour(out[20:50, 12:100], colour)
+
+
+def test_grey_input_and_boxes_far_outside_do_not_break_drawing():
+    grey = np.zeros((120, 160), np.uint8)
+    out = draw_result(grey, result(Box(-1e12, 5e11, 1e12, 3)), info="x")
+    assert out.shape == (120, 160, 3)
+    out = draw_result(blank(), result(Box(float("nan"), 0, 1, 1)))
+    assert not out.any()
+
+
+def test_trail_keeps_the_last_centres_of_a_followed_target():
+    trail = Trail(TrackConfig().trail_length)
+    assert trail.length == 24
+    for i in range(30):
+        trail.add(result(Box(i, 2 * i, 10, 10), index=i))
+    points = trail.points()
+    assert len(points) == 24 and points[0] == (6 + 5, 12 + 5) and points[-1] == (29 + 5, 58 + 5)
+    trail.add(result(Box(100, 100, 10, 10), TrackState.LOST, 0.1))
+    trail.add(result(None, TrackState.IDLE))
+    assert len(trail.points()) == 24  # a lost or missing box adds nothing
+    trail.add(result(Box(0, 0, 2, 2), target_id=2))
+    assert trail.points() == [(1, 1)]  # a new target starts a new trail
+    trail.clear()
+    assert trail.points() == []
+    assert Trail(0).points() == []
+
+
+def test_trail_is_drawn_along_the_path():
+    trail = Trail(10)
+    for x in (20, 60, 100, 140):
+        trail.add(result(Box(x, 100, 10, 10)))
+    out = draw_result(blank(), result(Box(140, 100, 10, 10)), trail)
+    colour = STATE_COLOURS[TrackState.TRACKING]
+    assert has_colour(out[103:108, 40:100], colour)  # between the old centres, far from the box
+
+
+def test_info_line_reports_all_four_figures():
+    text = info_line(29.97, 12.345, 81.6, 7)
+    assert text == "capture 30.0 fps | track 12.3 fps | latency 82 ms | dropped 7"

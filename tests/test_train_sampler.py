@@ -1,0 +1,156 @@
+"""Pair sampling: frame choice, OSTrack jitter, crops labelled where the pixels are, augmentation and synthesis."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from tests import train_fixtures as fx
+from tracker.config import AugmentConfig, load_config
+from tracker.preprocess import crop_around
+from tracker.train import augment, synth
+from tracker.train.datasets import load_source
+from tracker.train.sampler import PairDataset, box_in_crop, causal_frame_ids, collate_pairs, jitter_box
+from tracker.types import Box
+
+
+def test_causal_frames_are_visible_ordered_and_within_the_interval():
+    rng = np.random.default_rng(0)
+    visible = np.ones(300, dtype=bool)
+    visible[100:150] = False
+    for _ in range(500):
+        template, search = causal_frame_ids(visible, 20, rng)
+        assert visible[template] and visible[search]
+        assert template < search <= template + 19 + 5 * 10  # the window only widens when nothing is found
+
+
+def test_causal_window_widens_over_a_long_invisible_stretch():
+    visible = np.zeros(100, dtype=bool)
+    visible[[0, 90]] = True
+    template, search = causal_frame_ids(visible, 10, np.random.default_rng(1))
+    assert (template, search) == (0, 90)
+
+
+def test_jitter_follows_the_ostrack_rule():
+    rng = np.random.default_rng(0)
+    box = np.array([100.0, 50.0, 40.0, 10.0])
+    assert np.allclose(jitter_box(box, 0.0, 0.0, rng), box)
+    boxes = np.array([jitter_box(box, 3.0, 0.25, rng) for _ in range(4000)])
+    log_scale = np.log(boxes[:, 2:] / box[2:])
+    assert abs(log_scale.std() - 0.25) < 0.02
+    # centre offsets are uniform within +-0.5 * sqrt(w'h') * 3 of the original centre
+    offsets = boxes[:, :2] + 0.5 * boxes[:, 2:] - np.array([120.0, 55.0])
+    bound = 0.5 * 3.0 * np.sqrt(boxes[:, 2] * boxes[:, 3])
+    ratio = np.abs(offsets) / bound[:, None]  # uniform on [0, 1] in each axis
+    assert (ratio <= 1 + 1e-9).all() and (ratio.max(axis=0) > 0.99).all()
+    assert np.allclose(ratio.mean(axis=0), 0.5, atol=0.03)
+
+
+@pytest.mark.parametrize("around", [(37.3, 20.6, 21.0, 13.0), (2.0, 1.0, 30.0, 40.0), (70.0, 50.0, 25.0, 18.0)])
+def test_labels_sit_on_the_pixels_of_the_test_time_crop(around):
+    image = np.zeros((72, 96, 3), dtype=np.uint8)
+    target = np.array([41.0, 24.0, 16.0, 10.0])
+    image[24:34, 41:57] = 255
+    crop = crop_around(image, Box(*around), 4.0, 128)
+    x, y, w, h = box_in_crop(target, Box(*around), 4.0, 128)
+    ys, xs = np.nonzero(crop.image[..., 0] > 127)
+    assert abs(xs.min() - x) <= 1 and abs(xs.max() + 1 - (x + w)) <= 1
+    assert abs(ys.min() - y) <= 1 and abs(ys.max() + 1 - (y + h)) <= 1
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    seqs = load_source("OURS_SEQ", fx.make_ours_sequences(root / "seqs"), root / "cache")
+    imgs = load_source("OURS_IMG", fx.make_ours_images(root / "imgs"))
+    return [seqs, imgs]
+
+
+def test_pairs_are_a_function_of_seed_epoch_and_index(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    a, b = PairDataset(sources, [1, 1], cfg, seed=3), PairDataset(sources, [1, 1], cfg, seed=3)
+    first, again = a[(0, 5)], b[(0, 5)]
+    assert torch.equal(first.search, again.search) and torch.equal(first.search_box, again.search_box)
+    assert not torch.equal(a[(1, 5)].search, first.search)
+    assert not torch.equal(PairDataset(sources, [1, 1], cfg, seed=4)[(0, 5)].search, first.search)
+
+
+def test_pairs_have_the_config_sizes_and_a_target_inside_the_search_crop(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    dataset = PairDataset(sources, [1, 1], cfg, seed=0)
+    batch = collate_pairs([dataset[(0, i)] for i in range(24)])
+    assert batch.template.shape == (24, 3, 32, 32) and batch.search.shape == (24, 3, 64, 64)
+    centres = batch.search_box[:, :2] + 0.5 * batch.search_box[:, 2:]
+    assert ((centres >= 0) & (centres < 1)).all() and (batch.search_box[:, 2:] > 0).all()
+    assert torch.isfinite(batch.search).all() and batch.search.abs().max() < 3.0
+
+
+def test_unaugmented_search_crop_shows_the_target_inside_its_label(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    quiet = AugmentConfig(gray_prob=0, joint_flip_prob=0.5, crop_flip_prob=0.5, brightness_jitter=0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=quiet))
+    dataset = PairDataset(sources[:1], [1], cfg, seed=0)  # videos only: orange-yellow blocks
+    mean, std = torch.tensor(cfg.data.mean).view(3, 1, 1), torch.tensor(cfg.data.std).view(3, 1, 1)
+    for index in range(12):
+        pair = dataset[(0, index)]
+        rgb = (pair.search * std + mean) * 255
+        x, y, w, h = (pair.search_box * 64).tolist()
+        cx, cy = int(x + w / 2), int(y + h / 2)
+        red, green, blue = rgb[:, cy, cx].tolist()
+        assert red > 200 and green > 150 and blue < 110  # the block's RGB (250, 200, 40)
+
+
+def test_flip_moves_the_box_with_the_image():
+    image = np.zeros((10, 20, 3), dtype=np.uint8)
+    image[2:5, 1:4] = 255
+    box = np.array([1.0, 2.0, 3.0, 3.0])
+    flipped, fbox = augment.flip_image(image), augment.flip_box(box, 20)
+    x, y, w, h = fbox.astype(int)
+    assert (flipped[y : y + h, x : x + w] == 255).all() and fbox.tolist() == [16, 2, 3, 3]
+
+
+def test_crop_augmentation_respects_each_probability():
+    rng = np.random.default_rng(0)
+    crop = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    box = np.array([10.0, 12.0, 20.0, 8.0])
+    off = AugmentConfig(gray_prob=0, joint_flip_prob=0, crop_flip_prob=0, brightness_jitter=0)
+    image, same = augment.augment_crop(crop, box, off, rng, allow_motion_blur=True)
+    assert np.array_equal(image, crop.astype(np.float32)) and np.array_equal(same, box)
+    always_flip = dataclasses.replace(off, crop_flip_prob=1.0)
+    image, flipped = augment.augment_crop(crop, box, always_flip, rng, allow_motion_blur=True)
+    assert np.array_equal(image, crop[:, ::-1].astype(np.float32)) and flipped.tolist() == [34, 12, 20, 8]
+    blurred, _ = augment.augment_crop(crop, box, dataclasses.replace(off, motion_blur_prob=1.0), rng, True)
+    assert np.abs(np.diff(blurred, axis=1)).mean() < np.abs(np.diff(crop.astype(np.float32), axis=1)).mean()
+
+
+def test_motion_blur_kernel_is_a_normalised_streak():
+    kernel = augment.motion_blur_kernel(7, 0.0)
+    assert kernel.shape == (7, 7) and abs(kernel.sum() - 1) < 1e-6
+    assert (kernel[3] > 0).sum() == 7 and (kernel[:3] == 0).all()
+
+
+def test_warped_still_box_follows_the_target():
+    rng = np.random.default_rng(0)
+    image = np.zeros((120, 160, 3), dtype=np.uint8)
+    image[40:70, 60:100] = 255
+    for _ in range(10):
+        warped, box = synth.warp_still(image, np.array([60.0, 40.0, 40.0, 30.0]), rng)
+        ys, xs = np.nonzero(warped[..., 0] > 127)
+        assert abs(xs.mean() - (box[0] + box[2] / 2)) < 1.5 and abs(ys.mean() - (box[1] + box[3] / 2)) < 1.5
+        assert abs(np.sqrt(len(xs)) - np.sqrt(box[2] * box[3])) < 3
+
+
+def test_distractors_land_beside_the_target_and_occluders_on_it():
+    rng = np.random.default_rng(0)
+    crop = np.zeros((64, 64, 3), dtype=np.uint8)
+    target = np.array([24.0, 24.0, 16.0, 16.0])
+    patch = np.full((10, 10, 3), 200, dtype=np.uint8)
+    for _ in range(20):
+        out = synth.paste_distractors(crop, target, [patch], rng)
+        ys, xs = np.nonzero(out[..., 0])
+        pasted = np.array([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()], dtype=float)
+        assert 0.5 * target[2] < pasted[2] < 2.5 * target[2]  # about the target's size
+        assert synth.box_iou(pasted, target) <= synth.DISTRACTOR_MAX_IOU + 1e-9
+        occluded = synth.add_occluder(crop, target, patch, rng)
+        assert occluded[24:40, 24:40].any()

@@ -1,0 +1,167 @@
+"""The trainer: bit-identical reruns, exact resume, best-checkpoint keeping, exported weights, CLI and DDP."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from tests import train_fixtures as fx
+from tests.helpers import ROOT
+from tracker import build_tracker
+from tracker.config import load_config
+from tracker.train import TrainOptions, train
+from tracker.train.__main__ import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def data_roots(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_run_data")
+    fx.make_ours_sequences(root / "seqs", names=("seq_a", "seq_b", "seq_c"))
+    fx.make_ours_images(root / "imgs")
+    return (("OURS_SEQ", str(root / "seqs")), ("OURS_IMG", str(root / "imgs"))), root / "cache"
+
+
+def _options(data_roots, out, **overrides):
+    data, cache = data_roots
+    base = dict(
+        config=load_config(fx.TRAIN_YAML),
+        data=data,
+        out_dir=out,
+        seed=7,
+        workers=0,
+        threads=1,
+        cache_dir=cache,
+        progress=False,
+        command="pytest",
+    )
+    return TrainOptions(**{**base, **overrides})
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def _same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_same_seed_gives_bit_identical_weights_with_or_without_workers(data_roots, tmp_path):
+    first = train(_options(data_roots, tmp_path / "a", max_steps=3))
+    second = train(_options(data_roots, tmp_path / "b", max_steps=3, workers=1))
+    assert first.step == second.step == 3
+    assert _same_weights(first.final_weights, second.final_weights)
+    other_seed = train(_options(data_roots, tmp_path / "c", max_steps=3, seed=8))
+    assert not _same_weights(first.final_weights, other_seed.final_weights)
+
+
+def test_stop_and_resume_matches_an_uninterrupted_run(data_roots, tmp_path):
+    held = ("seq_c",)
+    whole = train(_options(data_roots, tmp_path / "whole", val_sequences=held))
+    assert whole.step == whole.total_steps == 8
+    part = train(_options(data_roots, tmp_path / "part", val_sequences=held, max_steps=3))
+    assert part.step == 3
+    with pytest.raises(Exception, match="already holds a run"):
+        train(_options(data_roots, tmp_path / "part", val_sequences=held))
+    resumed = train(_options(data_roots, tmp_path / "part", val_sequences=held, resume="auto"))
+    assert resumed.step == 8
+    assert _same_weights(whole.final_weights, resumed.final_weights)
+    assert resumed.best_metric == whole.best_metric
+    assert _same_weights(whole.best_weights, resumed.best_weights)
+
+
+def test_best_checkpoint_follows_the_validation_hook(data_roots, tmp_path):
+    scores = iter([0.2, 0.5, 0.3])
+    seen = []
+
+    def validator(cfg, model):
+        seen.append(model.training)
+        return next(scores)
+
+    from tracker.train import trainer as trainer_module
+
+    options = _options(data_roots, tmp_path / "run", val_every=2, max_steps=6)
+    run = trainer_module.Trainer(options)
+    run.validator = validator
+    result = run.run()
+    assert result.best_metric == 0.5 and seen == [True, True, True]
+    with safe_open(str(result.best_weights), framework="pt") as handle:
+        meta = handle.metadata()
+    assert float(meta["val_metric"]) == 0.5 and meta["val_step"] == "4"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["metric"] for e in log if e.get("event") == "validation"] == [0.2, 0.5, 0.3]
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4, 5, 6]
+
+
+def test_exported_weights_carry_provenance_and_build_a_tracker(data_roots, tmp_path):
+    result = train(_options(data_roots, tmp_path / "run", max_steps=2))
+    with safe_open(str(result.final_weights), framework="pt") as handle:
+        meta = handle.metadata()
+    assert meta["training_command"] == "pytest" and meta["seed"] == "7" and meta["steps"] == "2"
+    assert "OURS_SEQ" in json.loads(meta["data"]) and float(meta["wall_time_s"]) > 0
+    tracker = build_tracker(weights=result.final_weights, device="cpu")
+    assert tracker.cfg.search_tokens_side == 4
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == 2 and "optimizer" in state and "rng" in state
+
+
+def test_cli_reports_a_missing_dataset_path_in_one_line(tmp_path, capsys):
+    code = cli_main(["--config", str(fx.TRAIN_YAML), "--data", "OURS_SEQ=x", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: no path for dataset OURS_IMG") and "\n" not in err
+    code = cli_main(["--config", str(fx.TRAIN_YAML), "--data", "OURS_SEQ", "--out", str(tmp_path / "o")])
+    assert code == 2 and "NAME=PATH" in capsys.readouterr().err
+
+
+def test_cli_trains_and_writes_the_run_folder(data_roots, tmp_path, capsys):
+    data, cache = data_roots
+    args = ["--config", str(fx.TRAIN_YAML), "--out", str(tmp_path / "cli"), "--max-steps", "2", "--workers", "0"]
+    args += [f"--data={name}={path}" for name, path in data] + ["--cache-dir", str(cache), "--no-progress"]
+    assert cli_main(args) == 0
+    assert "done: step 2/8" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"config.yaml", "log.jsonl", "final.safetensors"}
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_under_torchrun(data_roots, tmp_path):
+    data, cache = data_roots
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "tracker.train",
+        "--config",
+        str(fx.TRAIN_YAML),
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--cache-dir",
+        str(cache),
+        "--no-progress",
+    ]
+    command += [f"--data={name}={path}" for name, path in data]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert start["processes"] == 2
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert state["world"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    assert build_tracker(weights=out / "final.safetensors", device="cpu").cfg.backbone.depth == 2

@@ -1,0 +1,385 @@
+"""Inference backends: the same network run eagerly, compiled, graph-captured, through TensorRT or ONNX Runtime,
+or with int8 Linear layers, behind one call ``network(template, search) -> NetOutput``.
+
+Two classes of backend, and the tests hold each to its own tolerance (tests/test_accel*.py):
+
+- exact: ``eager`` and ``compile`` in float32 with the explicit softmax. Boxes match the reference within 0.05 px
+  and the candidate-elimination (CE) removed-token sets are identical.
+- approximate: half precision (fp16/bf16), int8 and fused attention. CE ranks tokens whose scores differ by ~1e-6,
+  so any change of rounding can swap a near-tie; the tests state the agreement each one reaches.
+
+``auto`` picks the fastest backend proven on this kind of device: ``cudagraph`` (fp16) on a CUDA GPU, ``eager``
+(float32, the reference) on the CPU, where the measured alternatives either are not exact or are not faster
+(benchmarks/speed.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tracker.config import Config
+from tracker.errors import TrackerError
+from tracker.models.candidate import template_focus_mask
+from tracker.models.ostrack import OSTrack
+from tracker.models.vit import Attention
+
+BACKENDS = ("auto", "eager", "compile", "cudagraph", "tensorrt", "onnx", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+ONNX_OPSET = 18
+ONNX_CHECK_TOLERANCE = 1e-3  # max |ORT - eager| allowed on the score/size/offset maps when a file is exported
+_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class BackendError(TrackerError):
+    """A backend was asked for that cannot run here (missing package, no GPU, unknown name)."""
+
+
+@dataclass(frozen=True, eq=False)
+class NetOutput:
+    """One network step. Maps are (1, C, fs, fs) float32 on the tracker's device: score (C=1), size and offset
+    (C=2, channel 0 = x/w); ``removed`` holds, per CE block, the original indices of the search tokens it dropped."""
+
+    score_map: torch.Tensor
+    size_map: torch.Tensor
+    offset_map: torch.Tensor
+    removed: tuple[torch.Tensor, ...]
+
+
+class TrackingNet(nn.Module):
+    """The tracker's view of OSTrack: ``(template, search) -> (score, size, offset, *removed)``.
+
+    A flat tuple of tensors with static shapes is what export, compilation and graph capture need. The template
+    focus rows are baked in as an index tensor; picking the same rows by index gives the same bits as the bool mask.
+    """
+
+    def __init__(self, model: OSTrack, focus_index: torch.Tensor | None) -> None:
+        super().__init__()
+        self.model = model
+        self.focus_index = focus_index
+
+    def forward(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(template, search, ce_template_mask=self.focus_index)
+        return (out["score_map"], out["size_map"], out["offset_map"], *out["removed_indexes_s"])
+
+
+class Network:
+    """Runs one backend. ``name`` and ``precision`` say what runs; ``exact`` whether it is held to the reference
+    tolerance (0.05 px, identical CE sets) or to the approximate one."""
+
+    def __init__(self, name: str, precision: str, run: Callable[..., tuple[torch.Tensor, ...]], exact: bool) -> None:
+        self.name = name
+        self.precision = precision
+        self.exact = exact
+        self._run = run
+
+    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> NetOutput:
+        with torch.no_grad():
+            score, size, offset, *removed = self._run(template, search)
+        return NetOutput(score.float(), size.float(), offset.float(), tuple(removed))
+
+    def __repr__(self) -> str:
+        return f"Network({self.name}, {self.precision}, {'exact' if self.exact else 'approximate'})"
+
+
+def focus_index(cfg: Config, device: torch.device) -> torch.Tensor | None:
+    """The template rows that rank search tokens (CE), as int64 indices; None when the config has no CE or uses
+    all rows."""
+    if not cfg.backbone.ce_loc:
+        return None
+    mask = template_focus_mask(cfg.template_tokens_side, cfg.backbone.ce_template_range)
+    return None if mask is None else mask.nonzero().flatten().to(device)
+
+
+def resolve_backend(backend: str, precision: str, device: torch.device) -> tuple[str, str]:
+    """Turn ``auto`` choices into a concrete (backend, precision) for this device; refuse impossible pairs."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    cuda = device.type == "cuda"
+    if backend == "auto":
+        backend = "cudagraph" if cuda else "eager"
+    if backend in ("cudagraph", "tensorrt") and not cuda:
+        raise BackendError(f"backend {backend} needs a CUDA GPU and this run is on {device.type}; "
+                           "use --backend eager, compile, onnx or int8 on the CPU")
+    if backend == "int8" and cuda:
+        raise BackendError("backend int8 (dynamic quantisation) runs on the CPU only; use --device cpu or "
+                           "--backend cudagraph on the GPU")
+    if precision == "auto":
+        precision = "fp16" if backend in ("cudagraph", "tensorrt") else "fp32"
+    if backend in ("int8", "onnx") and precision != "fp32":
+        raise BackendError(f"backend {backend} runs in fp32 only; drop --precision {precision}")
+    if precision == "fp16" and not cuda:
+        raise BackendError("fp16 is for CUDA GPUs; on the CPU use --precision bf16 or fp32")
+    return backend, precision
+
+
+def build_network(
+    model: OSTrack,
+    cfg: Config,
+    device: torch.device,
+    backend: str = "auto",
+    precision: str = "auto",
+    fused_attention: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Network:
+    """A ``Network`` running ``model`` (already on ``device``, eval mode) with the asked-for backend.
+
+    The network may change ``model`` in place (precision policy, fused attention, quantisation): it owns it.
+    ``fused_attention`` uses the fused SDPA kernel in the blocks that do not rank tokens (approximate).
+    ``cache_dir`` holds exported ONNX files and TensorRT engines (default ``~/.cache/ostrack-live``).
+    """
+    backend, precision = resolve_backend(backend, precision, device)
+    if device.type == "cpu":
+        configure_cpu_threads()
+    set_fused_attention(model, fused_attention)
+    if precision != "fp32":
+        keep_sensitive_layers_fp32(model)
+    net = TrackingNet(model, focus_index(cfg, device)).eval()
+    exact = precision == "fp32" and not fused_attention and backend in ("eager", "compile")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    builders = {
+        "eager": lambda: _autocast(net, device, precision),
+        "compile": lambda: _autocast(_compiled(net), device, precision),
+        "cudagraph": lambda: CudaGraphRunner(_autocast(net, device, precision), cfg, device),
+        "tensorrt": lambda: _tensorrt(net, cfg, device, precision, cache),
+        "onnx": lambda: OnnxRunner(net, cfg, device, cache),
+        "int8": lambda: _int8(net),
+    }
+    return Network(backend, precision, builders[backend](), exact)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CPU threads, precision policy, fused attention
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's vector units, so count cores)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("?", str(cpu)))
+    return max(1, len(cores))
+
+
+def configure_cpu_threads() -> None:
+    """One intra-op thread per physical core; one inter-op thread (the network has no parallel branches to run)."""
+    cores = physical_cores()
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    if torch.get_num_interop_threads() != 1:
+        # Only settable before the first inter-op work; after that keep what is there.
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+
+
+def set_fused_attention(model: nn.Module, fused: bool) -> None:
+    """Use (or not) the fused SDPA kernel in attention that need not hand back probabilities."""
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.fused = fused
+
+
+class Float32Island(nn.Module):
+    """Runs ``inner`` with autocast off on float32 inputs: for LayerNorm (its variance loses too much in half) and
+    the head (its clamped sigmoid peak decides the box; in bf16 neighbouring scores tie)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.inner(x.float())
+
+
+def keep_sensitive_layers_fp32(model: OSTrack) -> None:
+    """The mixed-precision policy: matmuls in half, LayerNorm, softmax (vit.Attention) and the head in float32."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.LayerNorm):
+                setattr(parent, name, Float32Island(child))
+    model.box_head = Float32Island(model.box_head)
+
+
+def _autocast(run: Callable, device: torch.device, precision: str) -> Callable:
+    if precision == "fp32":
+        return run
+    dtype = _HALF[precision]
+
+    def run_mixed(template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.autocast(device.type, dtype=dtype):
+            return run(template, search)
+
+    return run_mixed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backends
+
+
+def _compiled(net: TrackingNet) -> Callable:
+    """torch.compile with static shapes: every step has the same input sizes and CE keeps fixed token counts."""
+    return torch.compile(net, dynamic=False, fullgraph=True)
+
+
+def _int8(net: TrackingNet) -> Callable:
+    """Linear layers with int8 weights and dynamically quantised activations (CPU kernels)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+class CudaGraphRunner:
+    """The whole network captured once as a CUDA graph and replayed per frame from static input buffers."""
+
+    def __init__(self, run: Callable, cfg: Config, device: torch.device, warmup: int = 3) -> None:
+        t, s = cfg.test.template_size, cfg.test.search_size
+        self.template = torch.zeros(1, 3, t, t, device=device)
+        self.search = torch.zeros(1, 3, s, s, device=device)
+        side_stream = torch.cuda.Stream(device)
+        side_stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.no_grad(), torch.cuda.stream(side_stream):  # warm-up: lazy inits must not land in the graph
+            for _ in range(warmup):
+                run(self.template, self.search)
+        torch.cuda.current_stream(device).wait_stream(side_stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.outputs = run(self.template, self.search)
+
+    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.template.copy_(template)
+        self.search.copy_(search)
+        self.graph.replay()
+        return tuple(out.clone() for out in self.outputs)  # the next replay overwrites the static outputs
+
+
+def _example_inputs(cfg: Config, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    t, s = cfg.test.template_size, cfg.test.search_size
+    return (torch.randn(1, 3, t, t, generator=gen).to(device), torch.randn(1, 3, s, s, generator=gen).to(device))
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("OSTRACK_LIVE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(root) / "ostrack-live"
+
+
+def cache_key(net: nn.Module, cfg: Config, *parts: str) -> str:
+    """A file name stem that changes with the config, the weights and whatever else the artefact depends on."""
+    digest = hashlib.sha256(cfg.to_yaml().encode())
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    for part in parts:
+        digest.update(part.encode())
+    return f"{cfg.name or 'model'}-{digest.hexdigest()[:16]}"
+
+
+def _tensorrt(net: TrackingNet, cfg: Config, device: torch.device, precision: str, cache: Path) -> Callable:
+    """torch-tensorrt (dynamo path): an engine built once per config, weights, precision and GPU, kept on disk."""
+    try:
+        import torch_tensorrt
+    except ImportError:
+        raise BackendError("backend tensorrt needs torch-tensorrt, which is not installed; "
+                           "pip install 'ostrack-live[gpu]' or use --backend cudagraph") from None
+    inputs = list(_example_inputs(cfg, device))
+    gpu = torch.cuda.get_device_name(device).replace(" ", "_")
+    path = cache / "tensorrt" / f"{cache_key(net, cfg, gpu, precision, torch_tensorrt.__version__)}-{gpu}.ep"
+    if path.is_file():
+        return torch.export.load(str(path)).module()
+    dtypes = {torch.float16} if precision == "fp16" else {torch.float32}
+    engine = torch_tensorrt.compile(net, ir="dynamo", inputs=inputs, enabled_precisions=dtypes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch_tensorrt.save(engine, str(path), inputs=inputs)
+    return engine
+
+
+class OnnxRunner:
+    """The network exported to ONNX (opset ``ONNX_OPSET``) and run by ONNX Runtime, on the CPU or through CUDA.
+
+    The exported file is cached by config and weights; a fresh export is checked against the eager outputs."""
+
+    def __init__(self, net: TrackingNet, cfg: Config, device: torch.device, cache: Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendError("backend onnx needs onnx and onnxruntime, which are not installed; "
+                               "pip install 'ostrack-live[onnx]' or use --backend eager") from None
+        self.device = device
+        path = cache / "onnx" / f"{cache_key(net, cfg, torch.__version__, str(ONNX_OPSET))}.onnx"
+        fresh = not path.is_file()
+        if fresh:
+            export_onnx(net, cfg, path)
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendError("this onnxruntime has no CUDA provider; pip install onnxruntime-gpu or use "
+                                   "--backend cudagraph")
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = physical_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        if fresh:
+            check_onnx_outputs(self, net, cfg, device)
+
+    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feeds = {"template": template.detach().cpu().numpy(), "search": search.detach().cpu().numpy()}
+        return tuple(torch.from_numpy(out).to(self.device) for out in self.session.run(self.outputs, feeds))
+
+
+def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
+    """Write ``net`` as ONNX: inputs ``template``, ``search``; outputs score/size/offset maps and, per CE block,
+    the removed token indices."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    template, search = _example_inputs(cfg, torch.device("cpu"))
+    cpu_net = copy.deepcopy(net).cpu()
+    if cpu_net.focus_index is not None:
+        cpu_net.focus_index = cpu_net.focus_index.cpu()
+    removed_names = [f"removed_{i}" for i in range(len(cfg.ce_keep_counts()))]
+    tmp = path.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            cpu_net,
+            (template, search),
+            str(tmp),
+            input_names=["template", "search"],
+            output_names=["score_map", "size_map", "offset_map", *removed_names],
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    tmp.replace(path)
+    return path
+
+
+def check_onnx_outputs(runner: OnnxRunner, net: TrackingNet, cfg: Config, device: torch.device) -> float:
+    """Run ONNX Runtime and eager on the same inputs; refuse the file if the maps differ by more than the
+    tolerance. Returns the largest difference."""
+    template, search = _example_inputs(cfg, device, seed=1)
+    with torch.no_grad():
+        ref = net(template, search)
+    mine = runner(template, search)
+    worst = max(float((a.float() - b.float()).abs().max()) for a, b in zip(ref[:3], mine[:3], strict=True))
+    if not worst <= ONNX_CHECK_TOLERANCE:
+        raise BackendError(f"the ONNX export differs from the eager model by {worst:.2g} (allowed "
+                           f"{ONNX_CHECK_TOLERANCE}); use --backend eager and report this")
+    return worst

@@ -1,0 +1,111 @@
+"""What the evaluator can run: any object with ``init(frame_bgr, Box)`` and
+``update(frame_bgr) -> TrackResult``, named and built from a command-line spec.
+
+Specs: ``bundled`` (the bundled model), ``config=NAME,weights=PATH[,name=LABEL][,device=DEV]`` (either
+key may be left out: a config alone gives random weights, weights alone carry or imply their config), and the
+OpenCV baselines by name (``mil``, ``csrt``, ``kcf``, ``nano``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tracker.build import build_tracker, default_weights
+from tracker.errors import CheckpointError, InputError
+from tracker.eval.baselines import BASELINES, PEERS_DIR, baseline_available, build_baseline
+from tracker.types import Box, TrackResult
+
+SPEC_KEYS = ("config", "weights", "name", "device")
+
+
+class Tracker(Protocol):
+    """The one contract every evaluated tracker follows (``SingleTracker`` and the OpenCV wrappers do)."""
+
+    def init(self, frame_bgr: np.ndarray, box: Box) -> None: ...
+
+    def update(self, frame_bgr: np.ndarray) -> TrackResult: ...
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """A tracker to evaluate: ``name`` labels it in tables and names its results folder; ``make``
+    builds it once (``init`` then restarts it on every sequence)."""
+
+    name: str
+    make: Callable[[], Tracker]
+
+
+@dataclass(frozen=True)
+class SkippedTracker:
+    """A requested tracker that this installation cannot run, and why."""
+
+    name: str
+    reason: str
+
+
+def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
+    """A ``TrackerSpec`` from ``bundled`` or ``config=...,weights=...,name=...,device=...``."""
+    text = text.strip()
+    if text == "bundled":
+        try:
+            weights = default_weights()  # resolved now, so a missing bundle fails before any tracker runs
+        except CheckpointError:
+            raise InputError(
+                "no bundled model is installed yet; evaluate a checkpoint with --tracker weights=PATH"
+            ) from None
+        return TrackerSpec("bundled", lambda: build_tracker(None, weights, default_device))
+    fields = _key_values(text)
+    if not fields.get("config") and not fields.get("weights"):
+        raise InputError(f"tracker '{text}' names no model; use bundled or config=NAME,weights=PATH")
+    config, weights = fields.get("config"), fields.get("weights")
+    device = fields.get("device", default_device)
+    if weights is not None and not Path(weights).expanduser().is_file():
+        raise InputError(f"weights file {weights} does not exist; check the path in --tracker")
+    name = fields.get("name") or Path(weights or config).name.split(".")[0]
+    return TrackerSpec(name, lambda: build_tracker(config, weights, device))
+
+
+def _key_values(text: str) -> dict[str, str]:
+    fields = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in SPEC_KEYS:
+            raise InputError(
+                f"tracker spec part '{part}' is not one of {', '.join(k + '=' for k in SPEC_KEYS)}"
+            )
+        fields[key] = value.strip()
+    return fields
+
+
+def baseline_specs(
+    names: list[str], peers_dir: Path = PEERS_DIR
+) -> tuple[list[TrackerSpec], list[SkippedTracker]]:
+    """Specs for the named OpenCV baselines this cv2 has, and the rest as skipped (with the reason)."""
+    specs, skipped = [], []
+    for name in names:
+        if name not in BASELINES:
+            raise InputError(f"unknown baseline '{name}'; use any of {', '.join(BASELINES)}")
+        info = BASELINES[name]
+        if baseline_available(name):
+            specs.append(TrackerSpec(info.label, lambda n=name: build_baseline(n, peers_dir)))
+        else:
+            skipped.append(SkippedTracker(info.label, info.missing_hint))
+    return specs, skipped
+
+
+def unique_names(specs: list[TrackerSpec]) -> list[TrackerSpec]:
+    """The same specs, renamed ``name-2``, ``name-3`` where names repeat (each needs its own results
+    folder)."""
+    seen: dict[str, int] = {}
+    out = []
+    for spec in specs:
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        name = spec.name if seen[spec.name] == 1 else f"{spec.name}-{seen[spec.name]}"
+        out.append(TrackerSpec(name, spec.make))
+    return out

@@ -1,0 +1,105 @@
+"""``python -m tracker.train --config NAME_OR_YAML --data NAME=PATH ... --out DIR`` (or under ``torchrun``)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from tracker.config import load_config
+from tracker.errors import InputError, TrackerError
+from tracker.train.datasets import DEFAULT_CACHE_DIR, READERS
+from tracker.train.trainer import TrainOptions, train
+
+EPILOG = f"""dataset names (DATA.TRAIN.DATASETS_NAME): {", ".join(READERS)}
+
+example (the bundled model on the project's training data):
+  nice python -m tracker.train --config configs/bundled_small.yaml \\
+      --data OURS_SEQ=../shared/data/train/sequences --data OURS_IMG=../shared/data/train/images \\
+      --val-seq UAV123_10fps_wakeboard7 --out runs/bundled_small --seed 1
+several processes: torchrun --nproc_per_node 2 -m tracker.train ... (NCCL on GPU, gloo on CPU)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tracker.train",
+        description="Train an OSTrack model (the official recipe, or the small bundled one).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="config name in configs/ or a YAML path")
+    parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="root of a dataset")
+    parser.add_argument("--out", required=True, type=Path, help="run folder: log, checkpoints, weights")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--resume", nargs="?", const="auto", help="continue from --out's last checkpoint or a file")
+    parser.add_argument("--max-steps", type=int, help="stop after this step (the schedule is unchanged)")
+    parser.add_argument("--max-minutes", type=float, help="stop after this much training time")
+    parser.add_argument("--workers", type=int, help="data workers per process (default: from config and cores)")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: one epoch)")
+    parser.add_argument("--log-every", type=int, help="steps between log lines (default: TRAIN.PRINT_INTERVAL)")
+    parser.add_argument("--val-every", type=int, help="steps between validations (default: VAL_EPOCH_INTERVAL)")
+    parser.add_argument("--val-seq", action="append", default=[], help="hold out this training sequence")
+    parser.add_argument("--val-frames", type=int, help="track at most this many frames per held-out sequence")
+    parser.add_argument("--val-fn", help="validation function module:function, (cfg, model) -> float")
+    parser.add_argument("--pretrained", help="ViT checkpoint for the backbone (e.g. MAE); default PRETRAIN_FILE")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-video cache folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def parse_data(entries: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--data '{entry}' must look like NAME=PATH, e.g. OURS_SEQ=data/train/sequences")
+        pairs.append((name, path))
+    return tuple(pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = "python -m tracker.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        options = TrainOptions(
+            config=load_config(args.config),
+            data=parse_data(args.data),
+            out_dir=args.out,
+            seed=args.seed,
+            device=args.device,
+            max_steps=args.max_steps,
+            max_minutes=args.max_minutes,
+            workers=args.workers,
+            threads=args.threads,
+            checkpoint_every=args.checkpoint_every,
+            log_every=args.log_every,
+            val_every=args.val_every,
+            val_sequences=tuple(args.val_seq),
+            val_frames=args.val_frames,
+            val_fn=args.val_fn,
+            resume=args.resume,
+            pretrained=args.pretrained,
+            cache_dir=args.cache_dir,
+            progress=not args.no_progress,
+            command=command,
+        )
+        result = train(options)
+    except TrackerError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    best = f", best {result.best_metric:.4f} in {result.best_weights}" if result.best_weights else ""
+    print(f"done: step {result.step}/{result.total_steps}, weights {result.final_weights}{best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Language-only initialisation, measured: each sequence is started from its caption alone (no box).
+
+    python -m tracker.train.grounding_eval --weights weights/grounding_small.safetensors \\
+        --data ../shared/data/sequences --tracker nano --out runs/grounding_eval.json
+
+Per sequence, three causal runs over every frame:
+
+- grounder alone, own caption: the best candidate's box each frame (no candidate = a miss);
+- the session (grounding -> hand-over to the box tracker -> re-checks), own caption: the session's box;
+- grounder alone with the caption of another sequence that shows another kind of thing (the target is absent).
+
+Scores: success AUC (21 IoU thresholds, init frame not scored: ``tracker.eval.metrics``) for the first two, and
+the presence ROC AUC of "own caption, target visible" frames against "foreign caption" frames. The box tracker
+of the session is ``--tracker``: ``ostrack`` (the bundled or ``--tracker-weights`` OSTrack model) or an OpenCV
+baseline (``nano``, ``mil``, ``csrt``). Also ``--speed``: grounder steps per second at 640x480.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from tracker.build import build_tracker
+from tracker.config import TrackConfig
+from tracker.errors import TrackerError
+from tracker.eval.datasets import load_dataset
+from tracker.eval.metrics import mean_score, score_sequence
+from tracker.eval.sequence import Sequence
+from tracker.grounding import Grounder, build_grounder
+from tracker.session import Session
+from tracker.train.grounding_captions import absent_kinds, kinds_of
+from tracker.train.grounding_trainer import update_manifest
+from tracker.types import Frame
+
+EVAL_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "sequences"
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Probability that a positive scores above a negative (ties count half): the ROC AUC."""
+    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
+    if not len(positive) or not len(negative):
+        return float("nan")
+    values = np.concatenate([positive, negative])
+    order = values.argsort(kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    # Average ranks over ties.
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or sorted_values[end] != sorted_values[start]:
+            ranks[order[start:end]] = 0.5 * (start + end - 1) + 1
+            start = end
+    rank_sum = ranks[: len(positive)].sum()
+    return float((rank_sum - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
+
+
+def foreign_caption(sequence: Sequence, sequences: list[Sequence]) -> str | None:
+    """The caption of the next sequence (in order) about a kind of thing that cannot be in this one's scene
+    (the same table the training negatives use), or None when no caption is safe."""
+    allowed = absent_kinds(kinds_of(sequence.language or ""))
+    index = sequences.index(sequence)
+    for step in range(1, len(sequences)):
+        other = sequences[(index + step) % len(sequences)]
+        kinds = kinds_of(other.language or "")
+        if kinds and kinds <= allowed:
+            return other.language
+    return None
+
+
+def ground_run(grounder: Grounder, sequence: Sequence, query: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) best-candidate boxes (NaN where none) and (N,) presence, one causal pass."""
+    grounder.set_query(query)
+    boxes, presence = [], []
+    for image in sequence.frames():
+        result = grounder.step(image)
+        boxes.append(result.candidates[0].box.as_list() if result.candidates else [np.nan] * 4)
+        presence.append(result.presence)
+    return np.asarray(boxes, float), np.asarray(presence, float)
+
+
+def session_run(session: Session, sequence: Sequence) -> tuple[np.ndarray, int | None]:
+    """(N, 4) session boxes (NaN while it has none) and the frame it handed over to the box tracker."""
+    session.reset()
+    session.set_query(sequence.language or "")
+    boxes, handed = [], None
+    for index, image in enumerate(sequence.frames()):
+        result = session.step(Frame(index, index / 30.0, image))
+        if handed is None and result.target_id is not None:
+            handed = index
+        boxes.append(result.box.as_list() if result.box is not None else [np.nan] * 4)
+    return np.asarray(boxes, float), handed
+
+
+def make_session(grounder: Grounder, tracker_name: str, tracker_weights: str | None) -> Session:
+    # One object per benchmark sequence: follow the primary match only.
+    gcfg = dataclasses.replace(grounder.gcfg, max_targets=1)
+    grounder.gcfg = gcfg
+    if tracker_name == "ostrack":
+        box_tracker = build_tracker(weights=tracker_weights, device="cpu")
+        return Session(box_tracker, grounder=grounder)
+    from tracker.eval.baselines import build_baseline
+
+    return Session(
+        build_baseline(tracker_name), TrackConfig(), grounder, lambda: build_baseline(tracker_name)
+    )
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    sequences = load_dataset(args.data, layout="ours")
+    grounder = build_grounder(args.config, args.weights, device="cpu")
+    session = make_session(
+        build_grounder(args.config, args.weights, device="cpu"), args.tracker, args.tracker_weights
+    )
+    rows, ground_scores, session_scores, positives, negatives = [], [], [], [], []
+    for seq in sequences:
+        begin = time.time()
+        boxes, presence = ground_run(grounder, seq, seq.language or "")
+        ground_score = score_sequence(boxes, seq.groundtruth)
+        session_boxes, handed = session_run(session, seq)
+        session_score = score_sequence(session_boxes, seq.groundtruth)
+        other = foreign_caption(seq, sequences)
+        _, absent_presence = ground_run(grounder, seq, other) if other else (None, np.zeros(0))
+        visible = seq.visible
+        positives.append(presence[visible])
+        negatives.append(absent_presence)
+        ground_scores.append(ground_score)
+        session_scores.append(session_score)
+        row = {
+            "sequence": seq.name,
+            "caption": seq.language,
+            "foreign_caption": other,
+            "ground_auc": round(ground_score.auc, 4),
+            "session_auc": round(session_score.auc, 4),
+            "handed_over_at": handed,
+            "presence_roc_auc": round(roc_auc(presence[visible], absent_presence), 4),
+            "presence_mean_own": round(float(presence[visible].mean()), 4),
+            "presence_mean_foreign": round(float(absent_presence.mean()), 4)
+            if len(absent_presence)
+            else None,
+            "seconds": round(time.time() - begin, 1),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {
+        "ground_auc": round(mean_score(ground_scores).auc, 4),
+        "session_auc": round(mean_score(session_scores).auc, 4),
+        "presence_roc_auc": round(roc_auc(np.concatenate(positives), np.concatenate(negatives)), 4),
+        "tracker": args.tracker,
+        "sequences": len(rows),
+        "frames": int(sum(len(s) for s in sequences)),
+    }
+    return {"summary": summary, "sequences": rows}
+
+
+def measure_speed(
+    config: str | None, weights: str | None, steps: int, threads: int, repeats: int
+) -> list[float]:
+    """Median grounder step time (ms) over ``steps`` 640x480 frames, ``repeats`` times, with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    grounder = build_grounder(config, weights, device="cpu")
+    capture = cv2.VideoCapture(
+        str(EVAL_ROOT.parent / "train" / "sequences" / "UAV123_10fps_bike1" / "video.mp4")
+    )
+    images = []
+    while len(images) < steps:
+        ok, image = capture.read()
+        if not ok:
+            break
+        images.append(cv2.resize(image, (640, 480)))
+    capture.release()
+    medians = []
+    for _ in range(repeats):
+        grounder.set_query("the cyclist riding along the road")
+        times = [grounder.step(image).elapsed_ms for image in images]
+        medians.append(statistics.median(times))
+    return medians
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Evaluate language-only initialisation of the grounder.")
+    parser.add_argument("--weights", default=None, help="grounding weights (default: the bundled model)")
+    parser.add_argument("--config", default=None, help="grounding config (default: the one in the weights)")
+    parser.add_argument("--data", default=str(EVAL_ROOT), help="sequences with language.txt (our layout)")
+    parser.add_argument(
+        "--tracker", default="nano", help="box tracker after hand-over: ostrack, nano, mil, csrt"
+    )
+    parser.add_argument("--tracker-weights", default=None, help="OSTrack weights for --tracker ostrack")
+    parser.add_argument("--out", default="runs/grounding_eval.json")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--manifest", default=None, help="record the summary as this manifest entry's scores")
+    parser.add_argument("--speed", action="store_true", help="only measure grounder speed at 640x480")
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.speed:
+            medians = measure_speed(args.config, args.weights, 100, 2, args.repeats)
+            print(
+                json.dumps(
+                    {
+                        "median_ms": [round(m, 1) for m in medians],
+                        "fps": [round(1000 / m, 1) for m in medians],
+                    }
+                )
+            )
+            return 0
+        report = evaluate(args)
+    except TrackerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report["summary"]))
+    if args.manifest and args.weights:
+        manifest = Path(args.manifest)
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        name = Path(args.weights).name
+        entry = dict(entries[name])
+        entry["scores"] = {**entry.get("scores", {}), f"language_init_{args.tracker}": report["summary"]}
+        update_manifest(manifest, name, entry)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Train the streaming grounding network: seeded, resumable, exported as safetensors with a manifest entry.
+
+    python -m tracker.train.grounding_trainer --config grounding_small --out runs/grounding_small \\
+        --export weights/grounding_small.safetensors
+
+Each step draws ``BATCH_SIZE`` clips of ``CLIP_LENGTH`` frames (``tracker.train.grounding_data``) and runs them
+through the network frame by frame, carrying the memory as the grounder does at run time, so what is learnt is
+causal. A checkpoint (``last.pt``: weights, optimiser, step) is written every ``CHECKPOINT_INTERVAL`` steps and
+at the end; ``--resume`` continues from it with the same data (sample ``i`` depends only on the seed and ``i``).
+``--minutes`` stops early at a wall-time budget (the export then says how many steps were done).
+Single process (CPU or one GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from tracker.checkpoint import save_safetensors
+from tracker.config import Config, load_config
+from tracker.errors import TrackerError
+from tracker.models.grounding import GroundingNet
+from tracker.single import resolve_device
+from tracker.train.grounding_data import ClipBatch, GroundingDataset, collate_clips, load_training_data
+from tracker.train.grounding_losses import event_targets, grounding_loss
+
+DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
+NO_DECAY = ("pos_patch", "presence_token", "text_type", "memory_age", "pos")
+
+
+class RangeSampler(Sampler[int]):
+    """Sample indices ``start .. stop - 1`` in order: the data of step ``s`` is always samples ``s*B .. s*B+B-1``."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def lr_at(step: int, steps: int, warmup: int) -> float:
+    """Factor on the base LR: linear warm-up, then half a cosine to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: GroundingNet, cfg: Config) -> torch.optim.Optimizer:
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (plain if param.ndim < 2 or name.split(".")[-1] in NO_DECAY else decay).append(param)
+    train = cfg.grounding.train
+    groups = [{"params": decay, "weight_decay": train.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=train.lr)
+
+
+def clip_losses(model: GroundingNet, batch: ClipBatch, cfg: Config, device: torch.device):
+    """Run each clip frame by frame with the memory, as at run time; mean loss over frames and its terms."""
+    mean = torch.tensor(cfg.data.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.data.std, device=device).view(1, 3, 1, 1)
+    frames = batch.frames.to(device)
+    steps = frames.shape[1]
+    text = model.encode_text(batch.captions)
+    memory = model.empty_memory(frames.shape[0], device)
+    events = event_targets(batch.present)
+    total, terms = 0.0, {}
+    for t in range(steps):
+        image = (frames[:, t].float() / 255.0 - mean) / std
+        out = model(image, text, memory)
+        memory = memory.push(out.state)
+        loss = grounding_loss(
+            out,
+            [b[t] for b in batch.boxes],
+            batch.present[:, t].to(device),
+            events[:, t].to(device),
+            cfg.grounding.train,
+        )
+        total = total + loss.total / steps
+        for key, value in loss.terms.items():
+            terms[key] = terms.get(key, 0.0) + value / steps
+    return total, terms
+
+
+def train(args: argparse.Namespace) -> Path | None:
+    cfg = load_config(args.config)
+    tcfg = cfg.grounding.train
+    seed = tcfg.seed if args.seed is None else args.seed
+    steps = args.steps or tcfg.steps
+    seed_everything(seed)
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = GroundingNet(cfg).to(device).train()
+    optimizer = make_optimizer(model, cfg)
+    start, elapsed_before = 0, 0.0
+    last = out_dir / "last.pt"
+    if args.resume and last.is_file():
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        print(f"resumed from {last} at step {start}", flush=True)
+    sequences, stills = load_training_data(args.sequences, args.images)
+    print(f"data: {len(sequences)} captioned sequences, {len(stills)} labelled photos", flush=True)
+    batch = tcfg.batch_size
+    dataset = GroundingDataset(cfg, sequences, stills, steps * batch, seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=RangeSampler(start * batch, steps * batch),
+        collate_fn=collate_clips,
+        num_workers=args.workers,
+        worker_init_fn=_worker_init if args.workers else None,
+        persistent_workers=False,
+    )
+    begin = time.time()
+    step = start
+    running: dict[str, float] = {}
+    for batch_data in loader:
+        factor = lr_at(step, steps, tcfg.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = tcfg.lr * factor
+        loss, terms = clip_losses(model, batch_data, cfg, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm)
+        optimizer.step()
+        step += 1
+        for key, value in {"loss": float(loss.detach()), **terms}.items():
+            running[key] = running.get(key, 0.0) + value
+        log_every = args.log_interval or tcfg.log_interval
+        if step % log_every == 0 or step == steps:
+            count = log_every if step % log_every == 0 else step % log_every
+            text = " ".join(f"{k} {v / count:.4f}" for k, v in running.items())
+            rate = (time.time() - begin) / max(1, step - start)
+            print(f"step {step}/{steps} lr {tcfg.lr * factor:.2e} {text} ({rate:.2f} s/step)", flush=True)
+            running = {}
+        out_of_time = args.minutes and (time.time() - begin) / 60 >= args.minutes
+        if step % tcfg.checkpoint_interval == 0 or step == steps or out_of_time:
+            _save_checkpoint(last, model, optimizer, step, elapsed_before + time.time() - begin)
+        if out_of_time:
+            print(f"stopping at step {step}: the {args.minutes}-minute budget is used", flush=True)
+            break
+    wall = elapsed_before + time.time() - begin
+    if not args.export:
+        return None
+    model.eval()
+    extra = {
+        "kind": "grounding",
+        "steps_done": step,
+        "steps_planned": steps,
+        "seed": seed,
+        "command": " ".join(["python -m tracker.train.grounding_trainer", *sys.argv[1:]]),
+    }
+    path = save_safetensors(model, cfg, args.export, extra)
+    entry = manifest_entry(path, cfg, seed, step, steps, wall, args)
+    update_manifest(Path(args.manifest), path.name, entry)
+    print(
+        f"exported {path} ({path.stat().st_size / 1e6:.1f} MB) after {step} steps, {wall / 60:.1f} min",
+        flush=True,
+    )
+    return path
+
+
+def _save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "elapsed_s": elapsed,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, wall: float, args) -> dict:
+    return {
+        "sha256": sha256_of(path),
+        "size": path.stat().st_size,
+        "config": cfg.name or str(args.config),
+        "default": False,
+        "kind": "grounding",
+        "training_command": " ".join(["python -m tracker.train.grounding_trainer", *sys.argv[1:]]),
+        "seed": seed,
+        "steps": {"done": done, "planned": planned},
+        "data": {
+            "sequences": str(args.sequences),
+            "images": str(args.images),
+            "synthetic": "coloured shapes over noise or photo backgrounds (tracker.train.grounding_synth)",
+            "credits": "train/images sets as listed in shared/data/train/images/INDEX.tsv (several CC BY 4.0)",
+        },
+        "wall_time_s": round(wall, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}".strip(),
+        "scores": {},
+    }
+
+
+def update_manifest(manifest: Path, name: str, entry: dict) -> None:
+    """Add or replace ``files[name]`` in the manifest, keeping every other entry (another writer may share it)."""
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = manifest.with_suffix(".lock")
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = {"files": {}}
+        if manifest.is_file():
+            with contextlib.suppress(json.JSONDecodeError):
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+        data.setdefault("files", {})
+        previous = data["files"].get(name, {})
+        if previous.get("scores") and not entry.get("scores"):
+            entry = {**entry, "scores": previous["scores"]}
+        data["files"][name] = entry
+        tmp = manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(manifest)
+    with contextlib.suppress(OSError):
+        lock_path.unlink()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train the streaming text grounding network.")
+    parser.add_argument("--config", default="grounding_small", help="grounding config name or YAML path")
+    parser.add_argument("--out", default="runs/grounding", help="folder for checkpoints (last.pt)")
+    parser.add_argument(
+        "--sequences", default=str(DATA_ROOT / "sequences"), help="captioned training sequences"
+    )
+    parser.add_argument(
+        "--images", default=str(DATA_ROOT / "images"), help="labelled photos (boxes.jsonl sets)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="override GROUNDING.TRAIN.STEPS")
+    parser.add_argument("--seed", type=int, default=None, help="override GROUNDING.TRAIN.SEED")
+    parser.add_argument("--minutes", type=float, default=None, help="stop (and export) after this wall time")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--export", default=None, help="write the trained weights here (safetensors)")
+    parser.add_argument(
+        "--manifest", default=str(Path(__file__).resolve().parents[2] / "weights" / "manifest.json")
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--log-interval", type=int, default=None, help="override GROUNDING.TRAIN.LOG_INTERVAL"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        train(args)
+    except TrackerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
