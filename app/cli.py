@@ -11,6 +11,7 @@ import argparse
 import collections
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -24,9 +25,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.options import AppOptions, build_session
-from app.record import Recorder, check_output_path, check_video_path
+from app.record import Recorder, check_output_path, check_outputs_apart, check_video_path
 from app.render import Trail, draw_result, info_line
-from app.sources import FrameSource, open_source
+from app.sources import FrameSource, SourceStats, open_source
 from tracker.errors import InputError, TrackerError
 from tracker.session import Session
 from tracker.types import Box, Frame, SessionResult
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the process arguments), run, and return the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_box_values(sys.argv[1:] if argv is None else list(argv)))
     _quiet_video_backends(args.debug)
     try:
         options = options_from_args(args)
@@ -141,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_window(options)
         return run_headless(options)
     except _Interrupted as stop:
+        print(f"stopped by {signal.Signals(stop.signum).name} before tracking started", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
+        print("stopped by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT
     except TrackerError as err:
         _report(f"error: {_one_line(err)}", args.debug)
@@ -159,6 +162,18 @@ def main(argv: list[str] | None = None) -> int:
 # Flags to options
 
 
+def _attach_box_values(argv: list[str]) -> list[str]:
+    """``--init-box -20,5,40,30`` as ``--init-box=-20,5,40,30``: argparse would take a value starting with '-' for
+    a flag, and a box partly left of or above the frame starts with one."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] == "--init-box" and re.match(r"^-[\d.]", arg):
+            joined[-1] = f"--init-box={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def options_from_args(args: argparse.Namespace) -> AppOptions:
     """Validate the flags that need more than argparse gives, with one-line errors."""
     return AppOptions(
@@ -170,7 +185,7 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
         save_results=Path(args.save_results).expanduser() if args.save_results else None,
         save_video=Path(args.save_video).expanduser() if args.save_video else None,
         max_frames=_parse_max_frames(args.max_frames) if args.max_frames is not None else None,
-        query=args.query.strip() or None if args.query is not None else None,
+        query=_parse_query(args.query) if args.query is not None else None,
         debug=args.debug,
     )
 
@@ -188,6 +203,13 @@ def parse_box(text: str) -> Box:
     if box.w <= 0 or box.h <= 0:
         raise InputError(f"--init-box '{text}' has zero or negative width or height; give a box of size above 0")
     return box
+
+
+def _parse_query(text: str) -> str:
+    query = " ".join(text.split())
+    if not query:
+        raise InputError('--query is empty; describe the target, e.g. --query "the red car", or leave --query out')
+    return query
 
 
 def _parse_device(text: str) -> str:
@@ -256,12 +278,14 @@ def run_headless(options: AppOptions) -> int:
         check_output_path(options.save_results, "results")
     if options.save_video is not None:
         check_video_path(options.save_video)
-    source = open_source(options.source or "webcam", realtime=False)
+    check_outputs_apart([options.save_results, options.save_video], options.source)
     stop = _StopRequest()
-    recorder = None
+    source = recorder = None
     progress = RunProgress()
     try:
+        # Handled from the start: a stop while a stream URL is being opened or the model loads ends cleanly too.
         with _signals_handled(stop):
+            source = open_source(options.source or "webcam", realtime=False)
             session = build_session(options)
             recorder = Recorder(options.save_results, options.save_video, source.nominal_fps or 30.0)
             stop.tracking = True  # from here a signal finishes the current frame, then the loop stops
@@ -269,10 +293,11 @@ def run_headless(options: AppOptions) -> int:
     finally:
         if recorder is not None:
             recorder.close()
-        source.close()
-    print(_summary(progress, options, stop.signum), file=sys.stderr)
+        if source is not None:
+            source.close()
     source_state = source.stats()
-    if source_state.status == "failed" or "skipped" in source_state.message:
+    print(_summary(progress, options, stop.signum, source, source_state), file=sys.stderr)
+    if source_state.status == "failed" or source_state.incomplete:
         print(f"warning: {source_state.message}", file=sys.stderr)
     if recorder.error:
         print(f"error: {recorder.error}", file=sys.stderr)
@@ -308,6 +333,12 @@ def track_source(
     # disable=None: the bar shows on a terminal and stays out of logs and pipes.
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
         result = session.start(first, options.init_box)
+        if result.box != options.init_box:
+            print(
+                f"warning: --init-box {_box_text(options.init_box)} is larger than the {first.image.shape[1]}x"
+                f"{first.image.shape[0]} frame; following the part inside it, {_box_text(result.box)}",
+                file=sys.stderr,
+            )
         _record(recorder, first, result, trail, source, progress, on_result)
         bar.update(1)
         while not stop.signum and (options.max_frames is None or progress.frames < options.max_frames):
@@ -358,13 +389,22 @@ def _record(
         on_result(frame, result)
 
 
-def _summary(progress: RunProgress, options: AppOptions, signum: int | None) -> str:
+def _box_text(box: Box) -> str:
+    return ",".join(f"{v:g}" for v in box.as_list())
+
+
+def _summary(
+    progress: RunProgress, options: AppOptions, signum: int | None, source: FrameSource, stats: SourceStats
+) -> str:
     wall = time.perf_counter() - progress.started
     head = f"stopped by {signal.Signals(signum).name} after" if signum else "tracked"
     parts = [
         f"{head} {progress.frames} frames in {wall:.1f} s",
         f"mean tracker {progress.tracker_fps:.1f} fps",
     ]
+    if source.is_live:
+        # A live source skips frames the tracker had no time for, and may have come back after an outage.
+        parts.append(f"{stats.dropped} camera frames dropped, {stats.reconnects} reconnects")
     if options.save_results is not None:
         parts.append(f"results: {options.save_results}")
     if options.save_video is not None:
@@ -376,7 +416,10 @@ def _summary(progress: RunProgress, options: AppOptions, signum: int | None) -> 
 # Signals and messages
 
 
-class _Interrupted(Exception):
+class _Interrupted(BaseException):
+    """Raised by the signal handler before tracking starts. A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way (a loader turning any failure into "the file is damaged") can swallow it."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by signal {signum}")
         self.signum = int(signum)

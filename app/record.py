@@ -209,6 +209,27 @@ def check_output_path(path: Path, what: str) -> None:
         raise RecordingError(f"cannot write {what} to {path}: the file is read-only; choose another name")
 
 
+def check_outputs_apart(outputs: list[Path | None], source: str | None) -> None:
+    """Raise ``RecordingError`` when two outputs name the same file, or an output is the source file itself
+    (writing it would destroy the video being read)."""
+    paths = [Path(p) for p in outputs if p is not None]
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if _same_file(path, other):
+                raise RecordingError(f"results and video both go to {path}; give them different names")
+    if source is None or not Path(source).expanduser().is_file():
+        return
+    for path in paths:
+        if _same_file(path, Path(source).expanduser()):
+            raise RecordingError(f"output {path} is the source being tracked; choose another name, not to lose it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)  # also through links
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
 def check_video_path(path: Path) -> None:
     """``check_output_path`` plus a known video container."""
     if Path(path).suffix.lower() not in VIDEO_CODECS:

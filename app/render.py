@@ -27,6 +27,7 @@ TRAIL_STATES = frozenset({TrackState.TRACKING, TrackState.RECOVERED})  # a lost 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 REFERENCE_HEIGHT = 480.0  # line widths and text sizes are tuned for this frame height and scale with it
 TEXT_COLOUR = (255, 255, 255)
+QUERY_LABEL_CHARS = 40  # a long query is cut in the box label; the results file keeps it whole
 
 
 class Trail:
@@ -90,7 +91,10 @@ def result_label(result: SessionResult) -> str:
     if result.target_id is not None:
         parts.append(f"#{result.target_id}")
     if result.query:
-        parts.append(f'"{result.query}"')
+        query = result.query
+        if len(query) > QUERY_LABEL_CHARS:
+            query = query[: QUERY_LABEL_CHARS - 3].rstrip() + "..."
+        parts.append(f'"{query}"')
     return " ".join(parts)
 
 

@@ -40,6 +40,9 @@ OPEN_TIMEOUT_MS = 5000  # an unreachable stream URL fails after this instead of 
 READ_TIMEOUT_MS = 5000
 RATE_WINDOW_S = 1.0  # capture fps is measured over about this much recent time
 JOIN_TIMEOUT_S = 10.0
+# Containers without a frame index report duration x fps, which can be off by a frame or two; fewer frames than
+# that are reported as a damaged or truncated file.
+FRAME_COUNT_SLACK = 2
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -56,6 +59,7 @@ class SourceStats:
     status: str  # "starting" | "running" | "reconnecting" | "ended" | "failed"
     message: str = ""  # one line for the user (e.g. why it failed, "reconnecting in 2.0 s")
     reconnects: int = 0  # times a live source was reopened after it stopped delivering
+    incomplete: bool = False  # a file or folder ended with frames it could not read (truncated, damaged)
 
 
 class FrameSource:
@@ -76,6 +80,7 @@ class FrameSource:
         self._reconnects = 0
         self._status = "starting"
         self._message = ""
+        self._incomplete = False
         self._rate = _RateMeter(RATE_WINDOW_S)
 
     # -- public interface ------------------------------------------------------------------------------------
@@ -103,6 +108,7 @@ class FrameSource:
                 status=self._status,
                 message=self._message,
                 reconnects=self._reconnects,
+                incomplete=self._incomplete,
             )
 
     def close(self) -> None:
@@ -261,6 +267,17 @@ class _VideoFileSource(_OrderedSource):
         ok, image = self._capture.read()
         return image if ok and image is not None else None
 
+    def _end_message(self) -> str:
+        read = self.stats().captured
+        if self.frame_count is None or read + FRAME_COUNT_SLACK >= self.frame_count:
+            return super()._end_message()
+        # The container promised more frames than could be decoded: a cut-off download or a damaged file.
+        self._incomplete = True
+        return (
+            f"{self.description} ended after {read} of the {self.frame_count} frames its header announces; "
+            "the file may be truncated or damaged"
+        )
+
     def _release(self) -> None:
         self._capture.release()
 
@@ -289,6 +306,7 @@ class _FolderSource(_OrderedSource):
         if not self._skipped:
             return super()._end_message()
         skipped = len(self._skipped)
+        self._incomplete = True
         return f"end of {self.description}; skipped {skipped} unreadable images ({self._skipped[0]}, ...)"
 
     def _release(self) -> None:
@@ -416,7 +434,7 @@ def open_source(
     used. Call ``start()`` (or use it as a context manager) to begin capturing."""
     text = str(spec).strip()
     factory = capture_factory or default_capture
-    if text.lower() == "webcam" or text.isdigit():
+    if text.lower() == "webcam" or (text.isascii() and text.isdigit()):
         index = 0 if text.lower() == "webcam" else int(text)
         return _open_live(index, factory, reconnect, f"webcam {index}", "check that a camera is connected and free")
     scheme = _SCHEME.match(text)
@@ -467,7 +485,9 @@ def _open_folder(path: Path, realtime: bool) -> FrameSource:
 
 
 def _open_video(path: Path, factory: CaptureFactory, realtime: bool) -> FrameSource:
-    capture = _try_create(factory, str(path))
+    # Absolute, so FFmpeg reads a file: a relative name such as 'concat:a.mp4|b.mp4' or 'http:x' would otherwise
+    # be taken as one of its protocols, and paths are never URLs here.
+    capture = _try_create(factory, str(path.absolute()))
     if capture is None or not capture.isOpened():
         _release_quietly(capture)
         raise InputError(f"cannot open {path} as a video; check that it is a video file OpenCV can decode")

@@ -765,7 +765,8 @@ def apply_dark_theme(app: QApplication) -> None:
 
 
 def run_gui(options: AppOptions) -> int:
-    """Show the window for ``options`` and run until it is closed; 0 on a normal close.
+    """Show the window for ``options`` and run until it is closed; 0 on a normal close, 128 + the signal number
+    when SIGINT (130) or SIGTERM (143) closed it, as for the command line.
 
     Errors opening the source or loading the model are shown in the window, which stays usable.
     """
@@ -785,21 +786,28 @@ def run_gui(options: AppOptions) -> int:
     if options.query:
         window.query_edit.setText(options.query)
         window.submit_query()
-    with _closing_on_signals(window):
+    received: list[int] = []
+    with _closing_on_signals(window, received):
         app.exec()
     window.close()  # no-op after a normal close; stops the worker if the loop ended another way
-    return 0
+    return 128 + received[0] if received else 0
 
 
 @contextlib.contextmanager
-def _closing_on_signals(window: MainWindow) -> Iterator[None]:
-    """Ctrl+C / SIGTERM close the window cleanly (results flushed, threads joined) instead of killing it."""
+def _closing_on_signals(window: MainWindow, received: list[int]) -> Iterator[None]:
+    """Ctrl+C / SIGTERM close the window cleanly (results flushed, threads joined) instead of killing it; the
+    signals that arrived are appended to ``received``."""
     if threading.current_thread() is not threading.main_thread():  # embedded use: the host handles signals
         yield
         return
+
+    def close(signum: int, _frame: object) -> None:
+        received.append(int(signum))
+        window.close()
+
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
-        signal.signal(signum, lambda *_: window.close())
+        signal.signal(signum, close)
     # Python runs signal handlers only between bytecodes; a timer gives it the chance while Qt's loop runs.
     timer = QTimer(window)
     timer.timeout.connect(lambda: None)

@@ -31,9 +31,9 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from app.record import Recorder
+from app.record import Recorder, check_outputs_apart
 from app.render import Trail, draw_result, info_line
-from app.sources import FrameSource, open_source
+from app.sources import FrameSource, SourceStats, open_source
 from tracker.config import TrackConfig
 from tracker.errors import TrackerError
 from tracker.types import Box, Frame, SessionResult, TrackState
@@ -171,6 +171,7 @@ class TrackingWorker(QObject):
         # Everything below belongs to the worker thread.
         self._session: Any | None = None
         self._source: FrameSource | None = None
+        self._source_spec: str | None = None  # what the user opened, so recording never overwrites it
         self._source_ended = False
         self._last_status = ""
         self._paused = False
@@ -308,6 +309,8 @@ class TrackingWorker(QObject):
         if frame is None:
             if self._source.ended:
                 self._on_source_ended()
+            else:
+                self._report_status(self._source.stats())  # e.g. a camera that stopped: say it is reconnecting
             return
         if self._init_box is not None and self._session is not None:
             box, self._init_box = self._init_box, None
@@ -375,10 +378,8 @@ class TrackingWorker(QObject):
 
     def _update_for(self, frame: Frame, result: SessionResult) -> FrameUpdate:
         stats = self._source.stats() if self._source is not None else None
-        if stats is not None and stats.status != self._last_status:
-            self._last_status = stats.status
-            if stats.message and stats.status in ("reconnecting", "running"):
-                self.notice.emit(stats.message)
+        if stats is not None:
+            self._report_status(stats)
         return FrameUpdate(
             frame=frame,
             result=result,
@@ -388,6 +389,14 @@ class TrackingWorker(QObject):
             source_status=stats.status if stats is not None else "",
             paused=self._paused,
         )
+
+    def _report_status(self, stats: SourceStats) -> None:
+        """Tell the user when a live source starts reconnecting and when it is back."""
+        if stats.status == self._last_status:
+            return
+        self._last_status = stats.status
+        if stats.message and stats.status in ("reconnecting", "running"):
+            self.notice.emit(stats.message)
 
     def _on_source_ended(self, reason: str | None = None) -> None:
         self._source_ended = True
@@ -419,6 +428,7 @@ class TrackingWorker(QObject):
             self.failed.emit(f"cannot open {command.spec}: {_one_line(err)}")
             return
         self._source = source
+        self._source_spec = command.spec
         self._paused = False
         self._skipped_display = 0
         self._source_frames = 0
@@ -481,6 +491,7 @@ class TrackingWorker(QObject):
         self._stop_recording()
         fps = (self._source.nominal_fps if self._source is not None else None) or 0.0
         try:
+            check_outputs_apart([target.results, target.video], self._source_spec)
             self._recorder = Recorder(target.results, target.video, fps=fps)
         except TrackerError as err:
             self.failed.emit(str(err))
@@ -544,6 +555,7 @@ class TrackingWorker(QObject):
         self._held_back = False
         self._source_ended = False
         self._last_status = ""
+        self._source_spec = None
         if source is not None:
             source.close()
 

@@ -243,3 +243,12 @@ def test_trainer_is_seeded_resumable_and_keeps_other_manifest_entries(tmp_path, 
     assert train_main([*common, "--out", str(tmp_path / "a"), "--steps", "3", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 3
+
+
+def test_presence_roc_auc_counts_ties_half():
+    from tracker.train.grounding_eval import roc_auc
+
+    assert roc_auc(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == 1.0
+    assert roc_auc(np.array([0.1]), np.array([0.9])) == 0.0
+    assert roc_auc(np.array([0.5, 0.5]), np.array([0.5])) == 0.5
+    assert roc_auc(np.array([0.9, 0.3]), np.array([0.5, 0.1])) == 0.75

@@ -154,14 +154,71 @@ def test_two_cpu_processes_under_torchrun(data_roots, tmp_path):
         "--cache-dir",
         str(cache),
         "--no-progress",
+        "--val-seq",
+        "seq_c",
+        "--val-every",
+        "3",
     ]
     command += [f"--data={name}={path}" for name, path in data]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("done: step 3/4") == 1  # 8 samples / (2 x 2) = 2 steps an epoch; one report
     start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert start["processes"] == 2
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert state["world"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
     assert build_tracker(weights=out / "final.safetensors", device="cpu").cfg.backbone.depth == 2
+    assert (out / "best.safetensors").is_file()
+
+
+def test_pretrained_vit_checkpoint_fills_the_backbone(tmp_path):
+    from tracker import build_model
+    from tracker.models.vit import interpolate_pos_embed
+    from tracker.train.trainer import load_pretrained_backbone
+
+    cfg = load_config(fx.TRAIN_YAML)
+    torch.manual_seed(1)
+    donor = build_model(cfg).backbone.state_dict()
+    mae_like = {k: v for k, v in donor.items() if k not in ("pos_embed_z", "pos_embed_x")}
+    mae_like["decoder_embed.weight"] = torch.zeros(4, 4)  # MAE's decoder: not ours, ignored
+    path = tmp_path / "mae.pth"
+    torch.save({"model": mae_like}, path)
+    torch.manual_seed(2)
+    model = build_model(cfg)
+    report = load_pretrained_backbone(model, str(path))
+    assert torch.equal(model.backbone.blocks[1].mlp.fc1.weight, donor["blocks.1.mlp.fc1.weight"])
+    assert torch.allclose(model.backbone.pos_embed_x, interpolate_pos_embed(donor["pos_embed"], 4))
+    assert report.endswith("0 backbone tensors not in it")
+
+
+def test_sequence_validator_scores_with_the_evaluation_metric(data_roots):
+    from tracker.train.datasets import load_source
+    from tracker.train.validate import SequenceValidator, sequence_auc
+    from tracker.types import Box, TrackResult
+
+    data, cache = data_roots
+    seq = load_source("OURS_SEQ", dict(data)["OURS_SEQ"], cache).sequences[0]
+
+    class Oracle:  # answers with the ground truth (or far from it): the score must follow
+        def __init__(self, offset):
+            self.offset, self.index = offset, 0
+
+        def init(self, frame, box):
+            assert frame.shape == (fx.FRAME_H, fx.FRAME_W, 3) and box == Box.from_xywh(seq.boxes[0])
+            self.index = 0
+
+        def update(self, frame):
+            self.index += 1
+            x, y, w, h = seq.boxes[self.index]
+            return TrackResult(Box(x + self.offset, y, w, h), 1.0, 0.0)
+
+    assert sequence_auc(Oracle(0.0), seq) == pytest.approx(1.0, abs=0.05)
+    assert sequence_auc(Oracle(60.0), seq) == 0.0
+    cfg = load_config(fx.TRAIN_YAML)
+    from tracker import build_model
+
+    model = build_model(cfg).train()
+    score = SequenceValidator([seq], max_frames=8)(cfg, model)
+    assert 0.0 <= score <= 1.0 and model.training

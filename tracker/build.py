@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
+from tracker.accel import configure_cpu_threads
 from tracker.checkpoint import load_state_into, read_checkpoint
 from tracker.config import Config, load_config
 from tracker.errors import CheckpointError
 from tracker.models.ostrack import OSTrack, build_model
-from tracker.single import SingleTracker
+from tracker.single import SingleTracker, resolve_device
 
 
 def default_weights() -> Path:
@@ -47,12 +48,21 @@ def build_tracker(
     device: str = "auto",
     backend: str = "auto",
     precision: str = "auto",
+    gpu_crop: bool | None = None,
+    fused_attention: bool = False,
 ) -> SingleTracker:
     """A ``SingleTracker`` for a config and/or weights file (random weights if no file is given).
 
     ``backend``: ``auto`` (the fastest proven here: ``cudagraph`` fp16 on a GPU, ``eager`` fp32 on the CPU),
     ``eager``, ``compile``, ``cudagraph``, ``tensorrt``, ``onnx`` or ``int8``; ``precision``: ``auto``, ``fp32``,
-    ``fp16`` or ``bf16`` (see tracker.accel). Impossible choices raise a one-line ``TrackerError``.
+    ``fp16`` or ``bf16`` (see tracker.accel). Impossible choices raise a one-line ``TrackerError``. ``gpu_crop``:
+    crop and normalise with torch on the device (default: on a GPU only; same bytes as the OpenCV crop).
+    ``fused_attention``: the fused SDPA kernel in blocks that do not rank tokens (near-exact). On the CPU the
+    torch thread count is set to the physical cores (``$OSTRACK_LIVE_THREADS`` overrides it).
     """
     model, cfg = load_model(config, weights)
-    return SingleTracker(model, cfg, device, backend=backend, precision=precision)
+    if resolve_device(device).type == "cpu":
+        configure_cpu_threads()  # physical cores, or $OSTRACK_LIVE_THREADS
+    return SingleTracker(
+        model, cfg, device, backend=backend, precision=precision, gpu_crop=gpu_crop, fused_attention=fused_attention
+    )

@@ -341,6 +341,8 @@ def config_from_yaml_text(text: str, source: str, name: str = "") -> Config:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>", name: str = "") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (MODEL, DATA, TEST, ...), not a list")
     raw = dict(raw)
     raw.pop("NAME", None)
     cfg = _build(Config, raw, "", source)
@@ -392,8 +394,33 @@ def _validated(cfg: Config, source: str) -> Config:
             fail(f"{label} {size} must be a positive multiple of MODEL.BACKBONE.STRIDE {bb.stride}")
     if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
         fail("DATA.MEAN and DATA.STD need three values (R, G, B)")
+    if not all(math.isfinite(v) for v in cfg.data.mean) or not all(math.isfinite(v) and v > 0 for v in cfg.data.std):
+        fail("DATA.MEAN values must be finite numbers and DATA.STD values finite and above 0")
+    _validate_test_and_track(cfg, fail)
     _validate_grounding(cfg.grounding, fail)
     return cfg
+
+
+def _validate_test_and_track(cfg: Config, fail) -> None:
+    """The tracker's crop sizes must be what the model was built for; thresholds must be usable numbers."""
+    test, track = cfg.test, cfg.track
+    for label, size, built in (
+        ("TEST.TEMPLATE_SIZE", test.template_size, cfg.data.template.size),
+        ("TEST.SEARCH_SIZE", test.search_size, cfg.data.search.size),
+    ):
+        if size != built:
+            fail(f"{label} {size} differs from the model's input size {built} (DATA.*.SIZE); make them equal")
+    for label, factor in (("TEST.TEMPLATE_FACTOR", test.template_factor), ("TEST.SEARCH_FACTOR", test.search_factor)):
+        if not (math.isfinite(factor) and factor > 0):
+            fail(f"{label} must be a number above 0, got {factor}")
+    for label, score in (("TRACK.LOST_SCORE", track.lost_score), ("TRACK.RECOVER_SCORE", track.recover_score)):
+        if not 0 <= score <= 1:  # also false for NaN
+            fail(f"{label} must be a score between 0 and 1, got {score}")
+    for label, frames in (("TRACK.LOST_FRAMES", track.lost_frames), ("TRACK.RECOVER_FRAMES", track.recover_frames)):
+        if frames < 1:
+            fail(f"{label} must be at least 1, got {frames}")
+    if track.trail_length < 0:
+        fail(f"TRACK.TRAIL_LENGTH must be 0 or more, got {track.trail_length}")
 
 
 TEXT_ENCODERS = ("minilm", "hf", "hashed")

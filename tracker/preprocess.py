@@ -162,9 +162,10 @@ def resize_like_opencv(image: torch.Tensor, size: int) -> torch.Tensor:
         return ((quad + 2) >> 2).to(torch.uint8)
     x0, x1, a0, a1 = (t.to(image.device) for t in _linear_taps(width, size, True))
     y0, y1, b0, b1 = (t.to(image.device) for t in _linear_taps(height, size, False))
-    rows = pixels[:, x0] * a0[:, None] + pixels[:, x1] * a1[:, None]  # (H, size, C), weights sum to 2**11
-    top = ((rows[y0] >> 4) * b0[:, None, None]) >> 16
-    bottom = ((rows[y1] >> 4) * b1[:, None, None]) >> 16
+    # (H, size, C): the weights sum to 2**11, so each value is a pixel scaled by 2**11
+    rows = pixels.index_select(1, x0) * a0[:, None] + pixels.index_select(1, x1) * a1[:, None]
+    top = ((rows.index_select(0, y0) >> 4) * b0[:, None, None]) >> 16
+    bottom = ((rows.index_select(0, y1) >> 4) * b1[:, None, None]) >> 16
     return ((top + bottom + 2) >> 2).clamp(0, 255).to(torch.uint8)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -15,7 +17,7 @@ import torch
 
 from tracker.accel import NetOutput, build_network
 from tracker.config import Config
-from tracker.errors import InputError
+from tracker.errors import InputError, TrackerError
 from tracker.models.candidate import template_focus_mask
 from tracker.models.head import decode_boxes
 from tracker.models.ostrack import OSTrack
@@ -23,6 +25,24 @@ from tracker.preprocess import Normalizer, crop_around, crop_around_torch, hann2
 from tracker.types import Box, TrackResult
 
 CLIP_MARGIN = 10  # the official clip keeps at least this many pixels of the box inside the frame
+
+
+class DeviceMemoryError(TrackerError):
+    """The device ran out of memory in a tracking step (the step is lost; the tracker keeps its last state)."""
+
+
+@contextmanager
+def _memory_errors(device: torch.device) -> Iterator[None]:
+    """Turn an out-of-memory failure into one line for the user instead of a CUDA traceback."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:  # also raised for the CPU allocator (torch.OutOfMemoryError)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # give back what the failed step held, so the user can retry
+            raise DeviceMemoryError(
+                "the GPU ran out of memory while tracking; close other programs using it, or use --device cpu"
+            ) from None
+        raise DeviceMemoryError("the computer ran out of memory while tracking; close other programs") from None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -43,7 +63,8 @@ class SingleTracker:
 
     ``backend`` and ``precision`` choose how the network runs (tracker.accel; ``eager``/``fp32`` is the reference).
     ``gpu_crop`` crops, resizes and normalises with torch on the model's device instead of OpenCV on the CPU (same
-    bytes); by default it is on when the device is a GPU.
+    bytes); by default it is on when the device is a GPU. ``fused_attention`` uses the fused SDPA kernel where CE
+    needs no probabilities (near-exact, see tracker.accel).
     """
 
     def __init__(
@@ -54,11 +75,12 @@ class SingleTracker:
         backend: str = "eager",
         precision: str = "auto",
         gpu_crop: bool | None = None,
+        fused_attention: bool = False,
     ) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.network = build_network(self.model, cfg, self.device, backend, precision)
+        self.network = build_network(self.model, cfg, self.device, backend, precision, fused_attention)
         self.gpu_crop = self.device.type == "cuda" if gpu_crop is None else gpu_crop
         self.normalize = Normalizer(cfg.data.mean, cfg.data.std, self.device)
         self.window = hann2d(cfg.search_tokens_side).to(self.device)
@@ -79,7 +101,8 @@ class SingleTracker:
         """Take the target in ``box`` (frame pixels) of this frame as the template."""
         image = to_bgr_uint8(frame_bgr)
         box = validate_init_box(box, image.shape[1], image.shape[0])
-        self.template, _ = self._crop(image, box, self.cfg.test.template_factor, self.cfg.test.template_size)
+        with _memory_errors(self.device):
+            self.template, _ = self._crop(image, box, self.cfg.test.template_factor, self.cfg.test.template_size)
         self.state = box
         self.frame_size = (image.shape[1], image.shape[0])
 
@@ -91,8 +114,11 @@ class SingleTracker:
         start = time.perf_counter()
         image = to_bgr_uint8(frame_bgr)
         height, width = image.shape[:2]
-        search, resize_factor = self._crop(image, self.state, self.cfg.test.search_factor, self.cfg.test.search_size)
-        out = self.last_output = self.network(self.template, search)
+        with _memory_errors(self.device):
+            search, resize_factor = self._crop(
+                image, self.state, self.cfg.test.search_factor, self.cfg.test.search_size
+            )
+            out = self.last_output = self.network(self.template, search)
         score = out.score_map
         box = decode_boxes(self.window * score, out.size_map, out.offset_map).view(-1, 4)
         # The official tracker scales in float32 before leaving torch; keep that to match it to the bit.
@@ -136,7 +162,8 @@ def clip_box(box: Box, width: int, height: int, margin: int = CLIP_MARGIN) -> Bo
 
 
 def validate_init_box(box: Box, width: int, height: int) -> Box:
-    """A usable initial box: finite, positive size, overlapping the frame. Clear errors otherwise."""
+    """A usable initial box: finite, positive size, overlapping the frame (clear errors otherwise); a box larger
+    than the frame is cut to the frame."""
     if not isinstance(box, Box):
         box = Box.from_xywh(box)
     if not box.is_finite():
@@ -145,4 +172,8 @@ def validate_init_box(box: Box, width: int, height: int) -> Box:
         raise InputError(f"init box {box.as_list()} has zero or negative size; give a width and height above 0")
     if box.x >= width or box.y >= height or box.x + box.w <= 0 or box.y + box.h <= 0:
         raise InputError(f"init box {box.as_list()} lies outside the {width}x{height} frame; draw it on the target")
+    if box.w > width or box.h > height:
+        # Only the part inside the frame has pixels, and crops are several times the box: a box far larger than the
+        # frame would allocate gigabytes (or overflow). Follow the visible part.
+        box = Box.from_xyxy(max(box.x, 0.0), max(box.y, 0.0), min(box.x + box.w, width), min(box.y + box.h, height))
     return box

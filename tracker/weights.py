@@ -52,6 +52,7 @@ class ManifestEntry:
     config: str
     source: str
     default: bool
+    kind: str = "tracker"  # what the file holds: "tracker" (a box tracker) or another model, e.g. "grounding"
 
 
 def _folder(weights_dir: str | Path | None) -> Path:
@@ -84,6 +85,7 @@ def _entry(name: str, raw: object, manifest: Path) -> ManifestEntry:
         config=str(raw.get("config", "")),
         source=str(raw.get("source", "")),
         default=bool(raw.get("default", False)),
+        kind=str(raw.get("kind", "tracker")),
     )
 
 
@@ -128,7 +130,8 @@ def default_weights(weights_dir: str | Path | None = None) -> Path:
     """The bundled model (the manifest entry marked ``"default": true``), after checking its sha256."""
     folder = _folder(weights_dir)
     for entry in read_manifest(folder).values():
-        if entry.default and (folder / entry.name).is_file():
+        # Other models (the grounding network) have their own default; they are not box trackers.
+        if entry.kind == "tracker" and entry.default and (folder / entry.name).is_file():
             path = folder / entry.name
             verify_against_manifest(path, folder)
             return path

@@ -17,7 +17,12 @@ EPILOG = f"""dataset names (DATA.TRAIN.DATASETS_NAME): {", ".join(READERS)}
 example (the bundled model on the project's training data):
   nice python -m tracker.train --config configs/bundled_small.yaml \\
       --data OURS_SEQ=../shared/data/train/sequences --data OURS_IMG=../shared/data/train/images \\
-      --val-seq UAV123_10fps_wakeboard7 --out runs/bundled_small --seed 1
+      --val-seq UAV123_10fps_wakeboard7 --val-seq UAV123_10fps_car16_1 \\
+      --out runs/bundled_small --seed 1 --max-minutes 90 --no-progress
+the official recipe on real datasets (MAE weights for the backbone, GPU, 4 processes):
+  torchrun --nproc_per_node 4 -m tracker.train --config ostrack_vitb256_ce --pretrained mae_pretrain_vit_base.pth \\
+      --data LASOT=/data/lasot --data GOT10K_vottrain=/data/got10k --data COCO17=/data/coco \\
+      --data TRACKINGNET=/data/trackingnet --out runs/vitb256_ce
 several processes: torchrun --nproc_per_node 2 -m tracker.train ... (NCCL on GPU, gloo on CPU)"""
 
 
@@ -35,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--resume", nargs="?", const="auto", help="continue from --out's last checkpoint or a file")
     parser.add_argument("--max-steps", type=int, help="stop after this step (the schedule is unchanged)")
-    parser.add_argument("--max-minutes", type=float, help="stop after this much training time")
+    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes of training (all parts)")
     parser.add_argument("--workers", type=int, help="data workers per process (default: from config and cores)")
     parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: one epoch)")
@@ -96,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130
-    best = f", best {result.best_metric:.4f} in {result.best_weights}" if result.best_weights else ""
-    print(f"done: step {result.step}/{result.total_steps}, weights {result.final_weights}{best}")
+    if result.main_process:
+        best = ""
+        if result.best_weights is not None and result.best_metric is not None:
+            best = f", best {result.best_metric:.4f} in {result.best_weights}"
+        print(f"done: step {result.step}/{result.total_steps}, weights {result.final_weights}{best}")
     return 0
 
 

@@ -63,6 +63,11 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float((rank_sum - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
 
 
+def _finite(value: float) -> float | None:
+    """Rounded for the report; None (JSON null) when undefined, e.g. no absent frames to compare with."""
+    return round(value, 4) if np.isfinite(value) else None
+
+
 def foreign_caption(sequence: Sequence, sequences: list[Sequence]) -> str | None:
     """The caption of the next sequence (in order) about a kind of thing that cannot be in this one's scene
     (the same table the training negatives use), or None when no caption is safe."""
@@ -142,7 +147,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "ground_auc": round(ground_score.auc, 4),
             "session_auc": round(session_score.auc, 4),
             "handed_over_at": handed,
-            "presence_roc_auc": round(roc_auc(presence[visible], absent_presence), 4),
+            "presence_roc_auc": _finite(roc_auc(presence[visible], absent_presence)),
             "presence_mean_own": round(float(presence[visible].mean()), 4),
             "presence_mean_foreign": round(float(absent_presence.mean()), 4)
             if len(absent_presence)

@@ -229,8 +229,8 @@ def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, 
         "seed": seed,
         "steps": {"done": done, "planned": planned},
         "data": {
-            "sequences": str(args.sequences),
-            "images": str(args.images),
+            "sequences": _portable(args.sequences),
+            "images": _portable(args.images),
             "synthetic": "coloured shapes over noise or photo backgrounds (tracker.train.grounding_synth)",
             "credits": "train/images sets as listed in shared/data/train/images/INDEX.tsv (several CC BY 4.0)",
         },
@@ -239,6 +239,15 @@ def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, 
         f"torch {torch.__version__}".strip(),
         "scores": {},
     }
+
+
+def _portable(path: str) -> str:
+    """A data path as the manifest records it: relative to the folder holding the repository when inside it."""
+    if not path:
+        return ""
+    resolved = Path(path).resolve()
+    base = Path(__file__).resolve().parents[3]
+    return str(resolved.relative_to(base)) if resolved.is_relative_to(base) else str(resolved)
 
 
 def update_manifest(manifest: Path, name: str, entry: dict) -> None:

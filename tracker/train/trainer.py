@@ -77,7 +77,8 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a run produced: the step it stopped at, the weights written, and the best validation score."""
+    """What a run produced: the step it stopped at, the weights written, and the best validation score (known
+    to the main process only; ``main_process`` says whether this is it)."""
 
     step: int
     total_steps: int
@@ -85,6 +86,7 @@ class TrainResult:
     best_weights: Path | None
     best_metric: float | None
     wall_time_s: float
+    main_process: bool = True
 
 
 @dataclass
@@ -260,8 +262,9 @@ def load_pretrained_backbone(model: OSTrack, path: str) -> str:
     model.backbone.load_state_dict(usable, strict=False)
     if "pos_embed" in usable:
         model.backbone.load_pretrain_positions()
-    left = len(own) - len(usable) - sum(1 for k in own if k in ("pos_embed_z", "pos_embed_x"))
-    return f"pretrained backbone: {len(usable)} tensors from {path} ({left} backbone tensors not in it)"
+    derived = ("pos_embed_z", "pos_embed_x")  # made from pos_embed above, never in a ViT checkpoint
+    missing = [k for k in own if k not in usable and k not in derived]
+    return f"pretrained backbone: {len(usable)} tensors from {path}; {len(missing)} backbone tensors not in it"
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -355,7 +358,7 @@ class Trainer:
             self.optimizer, lambda step: lr_factor(self.cfg, step, self.steps_per_epoch)
         )
         self.amp = self.cfg.train.amp and self.info.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=self.amp)
         self.loss = TrackingLoss(self.cfg)
         self.validator = self._make_validator()
         self.progress = _Progress()
@@ -366,7 +369,7 @@ class Trainer:
         self.net = self.model
         if self.info.world > 1:
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
         focus = None
         if self.cfg.backbone.ce_loc:
             focus = template_focus_mask(self.cfg.template_tokens_side, self.cfg.backbone.ce_template_range)
@@ -399,6 +402,8 @@ class Trainer:
             raise CheckpointError(
                 f"{path} was made with seed {payload['seed']} on {payload['world']} process(es); resume with those"
             )
+        if payload.get("held_out") != [s.name for s in self.held]:
+            raise CheckpointError(f"{path} held out {payload.get('held_out')}; resume with the same --val-seq")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
@@ -479,7 +484,7 @@ class Trainer:
         batch = batch.to(self.info.device)
         step = self.progress.step
         keep = ce_keep_rate(self.cfg, step, self.steps_per_epoch)
-        with torch.autocast("cuda", enabled=self.amp):
+        with torch.autocast(self.info.device.type, enabled=self.amp):  # float16 on GPU only
             outputs = self.net(batch.template, batch.search, ce_template_mask=self.focus, ce_keep_rate=keep)
             terms = self.loss(outputs, batch.search_box)
         self.optimizer.zero_grad(set_to_none=True)
@@ -559,6 +564,7 @@ class Trainer:
             "config": self.cfg.to_yaml(),
             "seed": self.options.seed,
             "world": self.info.world,
+            "held_out": [s.name for s in self.held],
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -592,6 +598,7 @@ class Trainer:
             best if best.is_file() else None,
             self.progress.best_metric,
             self.progress.elapsed_s,
+            self.info.main,
         )
 
     def _export(self, path: Path, extra: dict) -> None:

@@ -1,13 +1,14 @@
 """Validation hooks: ``(cfg, model) -> float``, higher is better. The trainer keeps the checkpoint that scores best.
 
 ``SequenceValidator`` tracks held-out training sequences with the real ``SingleTracker`` (test-time crops,
-Hann window, box mapping) and returns the mean success AUC. Any other callable of the same shape can be plugged
-in, for example one from the evaluation toolkit, with ``--val-fn module:function`` on the command line.
+Hann window, box mapping) and returns the mean success AUC as the evaluation toolkit scores it. Any other
+callable of the same shape can be plugged in with ``--val-fn module:function`` on the command line.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -16,34 +17,33 @@ import torch
 
 from tracker.config import Config
 from tracker.errors import InputError
+from tracker.eval.metrics import score_sequence
 from tracker.models.ostrack import OSTrack
 from tracker.single import SingleTracker
 from tracker.train.datasets import TrackSequence
 from tracker.types import Box
 
 Validator = Callable[[Config, OSTrack], float]
-SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # the OTB success curve's IoU thresholds
 
 
-def success_auc(ious: np.ndarray) -> float:
-    """Area under the success curve: mean over 21 IoU thresholds of the share of frames above each."""
-    if len(ious) == 0:
-        return 0.0
-    return float(np.mean([(ious > t).mean() for t in SUCCESS_THRESHOLDS]))
-
-
-def track_ious(tracker: SingleTracker, sequence: TrackSequence, max_frames: int | None = None) -> np.ndarray:
-    """IoU of the tracker's box with the ground truth on every frame after the first (init on frame 0)."""
+def track_boxes(tracker: SingleTracker, sequence: TrackSequence, max_frames: int | None = None) -> np.ndarray:
+    """(N, 4) boxes (x, y, w, h, frame pixels) the tracker gives, initialised with the ground truth on frame 0
+    (row 0 is that init box, as the evaluation toolkit's result files have it)."""
     count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
     first = cv2.cvtColor(sequence.frames.read(0), cv2.COLOR_RGB2BGR)
     tracker.init(first, Box.from_xywh(sequence.boxes[0]))
-    ious = []
+    boxes = [sequence.boxes[0]]
     for index in range(1, count):
         frame = cv2.cvtColor(sequence.frames.read(index), cv2.COLOR_RGB2BGR)
-        box = tracker.update(frame).box
-        if sequence.visible[index]:
-            ious.append(box.iou(Box.from_xywh(sequence.boxes[index])))
-    return np.asarray(ious, dtype=np.float64)
+        boxes.append(tracker.update(frame).box.as_list())
+    return np.asarray(boxes, dtype=np.float64)
+
+
+def sequence_auc(tracker: SingleTracker, sequence: TrackSequence, max_frames: int | None = None) -> float:
+    """Success AUC on one sequence, scored by the evaluation toolkit (init frame and absent frames not scored)."""
+    pred = track_boxes(tracker, sequence, max_frames)
+    score = score_sequence(pred, sequence.boxes, absent=~sequence.visible)
+    return 0.0 if math.isnan(score.auc) else float(score.auc)
 
 
 class SequenceValidator:
@@ -61,7 +61,7 @@ class SequenceValidator:
         tracker = SingleTracker(model, cfg, device)
         try:
             with torch.no_grad():
-                scores = [success_auc(track_ious(tracker, s, self.max_frames)) for s in self.sequences]
+                scores = [sequence_auc(tracker, s, self.max_frames) for s in self.sequences]
         finally:
             model.train(was_training)
         return float(np.mean(scores))
