@@ -28,6 +28,7 @@ from app.options import AppOptions, build_session
 from app.record import Recorder, check_output_path, check_outputs_apart, check_video_path
 from app.render import Trail, draw_result, info_line
 from app.sources import FrameSource, SourceStats, open_source
+from tracker.accel import BACKENDS, PRECISIONS
 from tracker.errors import InputError, TrackerError
 from tracker.session import Session
 from tracker.types import Box, Frame, SessionResult
@@ -35,7 +36,6 @@ from tracker.types import Box, Frame, SessionResult
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_ERROR = 2
-GROUNDING_MISSING = "text grounding needs the grounding model, which is not installed yet; give --init-box"
 # A live source that gives no first frame for this long is reported instead of waited on forever.
 FIRST_FRAME_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 0.5  # how long one read waits, so a stop request is seen promptly
@@ -116,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="cpu|cuda|auto",
         help="where the model runs (default: auto = cuda when a GPU is available, else cpu)",
     )
+    add(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="inference path (default: auto = the fastest proven equal here; eager float32 on CPU). "
+        "compile, onnx and int8 are faster on CPU but approximate; cudagraph and tensorrt need a GPU",
+    )
+    add(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="number format (default: auto = fp32 on CPU, fp16 on GPU where the backend supports it)",
+    )
     add("--max-frames", metavar="N", help="stop after N frames (default: until the source ends or Ctrl-C)")
     add(
         "--query",
@@ -182,6 +195,8 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
         config=args.config,
         weights=args.weights,
         device=_parse_device(args.device),
+        backend=args.backend,
+        precision=args.precision,
         save_results=Path(args.save_results).expanduser() if args.save_results else None,
         save_video=Path(args.save_video).expanduser() if args.save_video else None,
         max_frames=_parse_max_frames(args.max_frames) if args.max_frames is not None else None,
@@ -269,10 +284,10 @@ class RunProgress:
 
 def run_headless(options: AppOptions) -> int:
     """Track from the first frame's ``--init-box`` to the end of the source (or --max-frames, or a signal)."""
-    if options.query:
-        raise InputError(GROUNDING_MISSING)
-    if options.init_box is None:
-        raise InputError("--no-gui needs --init-box x,y,w,h (the target on the first frame)")
+    if options.init_box is not None and options.query:
+        raise InputError("give --init-box or --query, not both: a box starts tracking at once, a query looks first")
+    if options.init_box is None and not options.query:
+        raise InputError('--no-gui needs --init-box x,y,w,h (the target on the first frame) or --query "the red car"')
     # Cheap checks first, so a typo in an output path does not cost a model load.
     if options.save_results is not None:
         check_output_path(options.save_results, "results")
@@ -332,8 +347,8 @@ def track_source(
         total = min(total, options.max_frames)
     # disable=None: the bar shows on a terminal and stays out of logs and pipes.
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
-        result = session.start(first, options.init_box)
-        if result.box != options.init_box:
+        result = _begin(session, first, options)
+        if options.init_box is not None and result.box != options.init_box:
             print(
                 f"warning: --init-box {_box_text(options.init_box)} is larger than the {first.image.shape[1]}x"
                 f"{first.image.shape[0]} frame; following the part inside it, {_box_text(result.box)}",
@@ -352,6 +367,14 @@ def track_source(
             _record(recorder, frame, result, trail, source, progress, on_result)
             bar.update(1)
     return progress
+
+
+def _begin(session: Session, first: Frame, options: AppOptions) -> SessionResult:
+    """The first frame's result: tracking from ``--init-box``, else looking for ``--query`` (no box given)."""
+    if options.init_box is not None:
+        return session.start(first, options.init_box)
+    session.set_query(options.query)
+    return session.step(first)
 
 
 def _first_frame(source: FrameSource, stop: _StopRequest) -> Frame | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker import Session, build_tracker
+from tracker import Session, build_grounder, build_tracker
 from tracker.build import default_weights
 from tracker.types import Box
 
@@ -17,6 +17,8 @@ class AppOptions:
     config: str | None = None
     weights: str | None = None
     device: str = "auto"
+    backend: str = "auto"
+    precision: str = "auto"
     save_results: Path | None = None
     save_video: Path | None = None
     max_frames: int | None = None
@@ -25,8 +27,13 @@ class AppOptions:
 
 
 def build_session(options: AppOptions) -> Session:
-    """The tracker the options name (the bundled model when no weights are given) wrapped in a session."""
+    """The tracker the options name (the bundled model when no weights are given) wrapped in a session; when a
+    query is given, the bundled grounding model too (it takes seconds to load, so only then)."""
     weights = options.weights
     if weights is None and options.config is None:
         weights = str(default_weights())
-    return Session(build_tracker(options.config, weights, options.device))
+    grounder = build_grounder(device=options.device) if options.query else None
+    tracker = build_tracker(
+        options.config, weights, options.device, backend=options.backend, precision=options.precision
+    )
+    return Session(tracker, grounder=grounder)

@@ -54,6 +54,7 @@ from app.options import AppOptions, build_session
 from app.render import STATE_COLOURS, Trail, draw_result
 from app.worker import (
     FrameUpdate,
+    GrounderFactory,
     OpenSource,
     RecordTarget,
     ResetTarget,
@@ -69,6 +70,7 @@ from app.worker import (
     TrackingWorker,
     default_source_factory,
 )
+from tracker import build_grounder
 from tracker.config import TrackConfig
 from tracker.types import Box, SessionResult, TrackState
 
@@ -364,6 +366,7 @@ class MainWindow(QMainWindow):
         session_factory: SessionFactory,
         source_factory: SourceFactory = default_source_factory,
         recordings_dir: Path = RECORDINGS_DIR,
+        grounder_factory: GrounderFactory | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle(APP_NAME)
@@ -389,7 +392,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
 
-        self.worker = TrackingWorker(session_factory, source_factory, parent=self)
+        self.worker = TrackingWorker(session_factory, source_factory, parent=self, grounder_factory=grounder_factory)
         self.worker.frame_ready.connect(self._on_frame)
         self.worker.notice.connect(self.show_notice)
         self.worker.failed.connect(self.show_error)
@@ -775,7 +778,11 @@ def run_gui(options: AppOptions) -> int:
         app = QApplication([sys.argv[0] if sys.argv else APP_NAME])
         app.setApplicationName(APP_NAME)
         apply_dark_theme(app)
-    window = MainWindow(session_factory=lambda: build_session(options))
+    # The grounding model loads on the first query (in the worker), so box tracking is ready at once.
+    window = MainWindow(
+        session_factory=lambda: build_session(options),
+        grounder_factory=lambda: build_grounder(device=options.device),
+    )
     window.show()
     record = None
     if options.save_results is not None or options.save_video is not None:

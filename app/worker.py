@@ -48,6 +48,7 @@ GROUNDING_MISSING = "text grounding needs the grounding model, which is not inst
 
 SessionFactory = Callable[[], Any]  # returns a tracker.session.Session (or anything with start/step/reset)
 SourceFactory = Callable[[str], FrameSource]
+GrounderFactory = Callable[[], Any]  # returns a tracker.grounding.Grounder
 
 
 # -- commands: what the GUI asks for ------------------------------------------------------------------------
@@ -159,9 +160,11 @@ class TrackingWorker(QObject):
         session_factory: SessionFactory,
         source_factory: SourceFactory = default_source_factory,
         parent: QObject | None = None,
+        grounder_factory: GrounderFactory | None = None,
     ) -> None:
         super().__init__(parent)
         self._session_factory = session_factory
+        self._grounder_factory = grounder_factory
         self._source_factory = source_factory
         self._commands: queue.Queue[Command] = queue.Queue(maxsize=COMMAND_QUEUE_SIZE)
         self._stop = threading.Event()
@@ -474,7 +477,9 @@ class TrackingWorker(QObject):
 
     def _set_query(self, text: str) -> None:
         set_query = getattr(self._session, "set_query", None)
-        # A session built without a grounder (the grounding model is not installed) cannot take queries.
+        if callable(set_query) and getattr(self._session, "grounder", True) is None:
+            self._load_grounder()
+        # A session without a grounder (the grounding model is not installed) cannot take queries.
         if not callable(set_query) or getattr(self._session, "grounder", True) is None:
             self.notice.emit(GROUNDING_MISSING)
             return
@@ -484,6 +489,17 @@ class TrackingWorker(QObject):
             self.failed.emit(str(err))
             return
         self.notice.emit(f'looking for "{query or text}"')
+
+    def _load_grounder(self) -> None:
+        """Build the grounding model on the first query, here in the worker: it takes seconds to load."""
+        if self._grounder_factory is None:
+            return
+        self.notice.emit("loading the grounding model…")
+        try:
+            self._session.grounder = self._grounder_factory()
+        except TrackerError as err:
+            self.failed.emit(f"text grounding is unavailable: {err}")
+            self._grounder_factory = None
 
     # -- recording -------------------------------------------------------------------------------------------
 

@@ -307,3 +307,15 @@ def test_network_exports_as_one_static_graph(tiny):
     inputs = _example_inputs(tiny.cfg, CPU, seed=1)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(exported.module()(*inputs), net(*inputs), strict=True))
+
+
+def test_a_second_tracker_can_share_the_network():
+    from tracker.single import SingleTracker
+
+    first = build_tracker(TINY_YAML, device="cpu", precision="bf16")
+    second = SingleTracker(first.model, first.cfg, first.device, network=first.network)
+    frame = np.random.default_rng(4).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    first.init(frame, Box(40, 30, 30, 20))
+    second.init(frame, Box(40, 30, 30, 20))
+    assert second.network is first.network
+    assert first.update(frame).box == second.update(frame).box

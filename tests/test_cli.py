@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import tracker.weights
-from app.cli import GROUNDING_MISSING, main
+from app.cli import main
 from app.options import AppOptions
 from tests.helpers import CONFORMANCE, ROOT, TINY_WEIGHTS, TINY_YAML
 from tracker.types import Box
@@ -235,7 +235,7 @@ def test_unwritable_results_path_is_reported_before_tracking(clip, tmp_path, cap
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--query", "the red car"], GROUNDING_MISSING),
+        (["--query", "the red car", "--init-box", "1,1,5,5"], "not both"),
         ([], "--no-gui needs --init-box"),
         (["--init-box", "1,1,5,5", "--device", "tpu"], "--device 'tpu'"),
         (["--init-box", "1,1,5,5", "--max-frames", "0"], "--max-frames '0'"),

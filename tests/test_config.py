@@ -53,7 +53,7 @@ def test_unknown_name_lists_known_configs():
 def test_search_size_must_fit_the_stride(tmp_path):
     path = tmp_path / "odd.yaml"
     path.write_text("DATA:\n  SEARCH:\n    SIZE: 250\n")
-    with pytest.raises(ConfigError, match="multiple of MODEL.BACKBONE.STRIDE"):
+    with pytest.raises(ConfigError, match=r"multiple of MODEL\.BACKBONE\.STRIDE"):
         load_config(path)
 
 

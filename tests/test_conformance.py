@@ -52,18 +52,22 @@ def forward_ref():
 
 def test_forward_matches_official(tiny_model, forward_ref):
     with torch.no_grad():
-        out = tiny_model(forward_ref["template"], forward_ref["search"], ce_template_mask=forward_ref["ce_template_mask"])
+        out = tiny_model(
+            forward_ref["template"], forward_ref["search"], ce_template_mask=forward_ref["ce_template_mask"]
+        )
     for key in ("score_map", "size_map", "offset_map", "pred_boxes", "backbone_feat"):
         assert out[key].shape == forward_ref[key].shape, key
         assert (out[key] - forward_ref[key]).abs().max().item() <= 1e-4, key
     assert len(out["removed_indexes_s"]) == len(forward_ref["removed_indexes_s_int"])
-    for mine, ref in zip(out["removed_indexes_s"], forward_ref["removed_indexes_s_int"]):
+    for mine, ref in zip(out["removed_indexes_s"], forward_ref["removed_indexes_s_int"], strict=False):
         assert set(mine[0].tolist()) == set(ref[0].tolist())
 
 
 def test_removed_tokens_are_exact_zeros(tiny_model, forward_ref):
     with torch.no_grad():
-        out = tiny_model(forward_ref["template"], forward_ref["search"], ce_template_mask=forward_ref["ce_template_mask"])
+        out = tiny_model(
+            forward_ref["template"], forward_ref["search"], ce_template_mask=forward_ref["ce_template_mask"]
+        )
     removed = torch.cat(out["removed_indexes_s"], dim=1)[0]
     search = out["backbone_feat"][0, 64:]
     assert torch.count_nonzero(search[removed]) == 0
@@ -110,7 +114,7 @@ def test_every_tracker_step_matches_official(steps):
             assert search.resize_factor == step["resize_factor"]
             tracker.state = prev
             result = tracker.update(frame)
-            for mine, ref in zip(result.box.as_list(), step["box"]):
+            for mine, ref in zip(result.box.as_list(), step["box"], strict=False):
                 assert abs(mine - ref) <= 0.05, (run["variant"], step["frame"], result.box, step["box"])
             assert abs(result.score - step["score_raw_max"]) <= 1e-4
             checked += 1

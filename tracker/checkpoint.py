@@ -63,10 +63,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"weights file {path} does not exist; check the path (see weights/README.md)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"weights file {path} is empty; download it again")
-    if path.suffix == ".safetensors":
-        ckpt = _read_safetensors(path)
-    else:
-        ckpt = _read_torch(path)
+    ckpt = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
     _check_finite(ckpt.state_dict, path)
     return ckpt
 
@@ -79,7 +76,9 @@ def _read_safetensors(path: Path) -> Checkpoint:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(err)}); download it again") from None
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({_first_line(err)}); download it again"
+        ) from None
     config = None
     if "config" in metadata:
         config = config_from_yaml_text(
@@ -109,15 +108,21 @@ def _read_torch(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore")
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         hint = None
-    except Exception as first:  # noqa: BLE001 - the weights-only loader reports refusals with many types
+    except Exception as first:
         if not _is_weights_only_refusal(first):
-            raise CheckpointError(f"{path} cannot be read ({_first_line(first)}); it may be truncated: download it again") from None
+            raise CheckpointError(
+                f"{path} cannot be read ({_first_line(first)}); it may be truncated: download it again"
+            ) from None
         try:
             obj = safe_load(path)
         except UnsafeCheckpoint as err:
-            raise CheckpointError(f"refusing {path}: {err}; never load it, get the file from a trusted source") from None
-        except Exception as err:  # noqa: BLE001 - any parse failure of a foreign file is the user's file problem
-            raise CheckpointError(f"{path} cannot be read ({_first_line(err)}); it may be truncated: download it again") from None
+            raise CheckpointError(
+                f"refusing {path}: {err}; never load it, get the file from a trusted source"
+            ) from None
+        except Exception as err:
+            raise CheckpointError(
+                f"{path} cannot be read ({_first_line(err)}); it may be truncated: download it again"
+            ) from None
         hint = _settings_hint(obj)
     state, layout = _extract_state_dict(obj, path)
     return Checkpoint(
@@ -160,7 +165,9 @@ def _extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], 
         raise CheckpointError(f"{path} holds no state dict (expected {{'net': {{name: tensor}}}}); check the file")
     bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{path}: entries that are not tensors: {', '.join(bad[:MAX_LISTED])}; not a weights file")
+        raise CheckpointError(
+            f"{path}: entries that are not tensors: {', '.join(bad[:MAX_LISTED])}; not a weights file"
+        )
     return {str(k): v for k, v in obj.items()}, layout
 
 
@@ -228,9 +235,7 @@ def _mismatch_message(source, cfg, state, missing, unexpected, mis_shaped) -> st
     from tracker.arch import config_advice
 
     fit = config_advice(state)
-    return (
-        f"{source} does not fit config '{cfg.name or 'given'}' ({len(problems)} mismatches: {listed}{more}); {fit}"
-    )
+    return f"{source} does not fit config '{cfg.name or 'given'}' ({len(problems)} mismatches: {listed}{more}); {fit}"
 
 
 # ----------------------------------------------------------------------------------------------------------------

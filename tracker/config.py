@@ -150,9 +150,7 @@ class DataConfig:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     max_sample_interval: int = 200
     train: DatasetsConfig = field(default_factory=DatasetsConfig)
-    val: DatasetsConfig = field(
-        default_factory=lambda: DatasetsConfig(("GOT10K_votval",), (1,), 10000)
-    )
+    val: DatasetsConfig = field(default_factory=lambda: DatasetsConfig(("GOT10K_votval",), (1,), 10000))
     search: CropConfig = field(default_factory=lambda: CropConfig(320, 5.0, 4.5, 0.5, 1))
     template: CropConfig = field(default_factory=CropConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -356,13 +354,15 @@ def _with_backbone_sizes(cfg: Config, source: str) -> Config:
     if None not in sizes:
         return cfg
     if bb.type not in KNOWN_BACKBONES:
-        missing = [k for k, v in zip(("EMBED_DIM", "DEPTH", "NUM_HEADS", "MLP_RATIO"), sizes) if v is None]
+        missing = [
+            k for k, v in zip(("EMBED_DIM", "DEPTH", "NUM_HEADS", "MLP_RATIO"), sizes, strict=False) if v is None
+        ]
         raise ConfigError(
             f"{source}: MODEL.BACKBONE.TYPE '{bb.type}' is not a known backbone, so MODEL.BACKBONE needs "
             f"{', '.join(missing)}; add them or use a TYPE of: {', '.join(KNOWN_BACKBONES)}"
         )
     defaults = KNOWN_BACKBONES[bb.type]
-    filled = [d if v is None else v for v, d in zip(sizes, defaults)]
+    filled = [d if v is None else v for v, d in zip(sizes, defaults, strict=False)]
     new_bb = dataclasses.replace(bb, embed_dim=filled[0], depth=filled[1], num_heads=filled[2], mlp_ratio=filled[3])
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=new_bb))
 
@@ -489,9 +489,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
+    elif hint is str and isinstance(value, str):
+        return value
     type_name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{source}: {key} must be {type_name}, got {value!r}")
 

@@ -231,6 +231,9 @@ def load_grounding_model(
     if weights is None:
         cfg = load_config(config if config is not None else default_grounding_config())
         return GroundingNet(cfg).eval(), cfg
+    from tracker.weights import verify_against_manifest
+
+    verify_against_manifest(weights)
     ckpt = read_checkpoint(weights)
     if config is not None:
         cfg = load_config(config)

@@ -19,7 +19,7 @@ import pickle
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import _weights_only_unpickler
@@ -119,7 +119,7 @@ def _allowed_torch_globals() -> dict[str, Any]:
 
 
 class _Unpickler(pickle.Unpickler):
-    _placeholders: dict[str, type] = {}
+    _placeholders: ClassVar[dict[str, type]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         # Protocol 2 (torch.save's) records Python 2 names ('commands.Popen' for subprocess.Popen); judge the

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from tracker.accel import NetOutput, build_network
+from tracker.accel import NetOutput, Network, build_network
 from tracker.config import Config
 from tracker.errors import InputError, TrackerError
 from tracker.models.candidate import template_focus_mask
@@ -64,7 +64,8 @@ class SingleTracker:
     ``backend`` and ``precision`` choose how the network runs (tracker.accel; ``eager``/``fp32`` is the reference).
     ``gpu_crop`` crops, resizes and normalises with torch on the model's device instead of OpenCV on the CPU (same
     bytes); by default it is on when the device is a GPU. ``fused_attention`` uses the fused SDPA kernel where CE
-    needs no probabilities (near-exact, see tracker.accel).
+    needs no probabilities (near-exact, see tracker.accel). ``network`` shares an already built network (another
+    tracker's ``.network``, same model): further targets then cost no second compile, export or graph capture.
     """
 
     def __init__(
@@ -76,11 +77,14 @@ class SingleTracker:
         precision: str = "auto",
         gpu_crop: bool | None = None,
         fused_attention: bool = False,
+        network: Network | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.network = build_network(self.model, cfg, self.device, backend, precision, fused_attention)
+        if network is None:
+            network = build_network(self.model, cfg, self.device, backend, precision, fused_attention)
+        self.network = network
         self.gpu_crop = self.device.type == "cuda" if gpu_crop is None else gpu_crop
         self.normalize = Normalizer(cfg.data.mean, cfg.data.std, self.device)
         self.window = hann2d(cfg.search_tokens_side).to(self.device)

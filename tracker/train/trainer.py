@@ -606,7 +606,7 @@ class Trainer:
         provenance.update(
             steps=self.progress.step,
             epochs=round(self.progress.step / self.steps_per_epoch, 4),
-            wall_time_s=round(self.progress.elapsed_s, 1),
+            wall_time_s=round(self.progress.elapsed_s, 3),
             **extra,
         )
         save_safetensors(self.model, self.cfg, path, extra=provenance)
