@@ -3,3 +3,13 @@
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    """Weights (safetensors, config embedded) of the micro model of the reliability tests, once per module."""
+    from tests.test_reliability_common import write_micro_weights
+
+    return write_micro_weights(tmp_path_factory.mktemp("micro"))

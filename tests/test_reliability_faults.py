@@ -34,17 +34,11 @@ from tests.test_reliability_common import (
     scene,
     text_rows,
     video_frames,
-    write_micro_weights,
 )
 from tracker import Session
 from tracker.models.ostrack import OSTrack
 from tracker.single import DeviceMemoryError, _memory_errors
 from tracker.types import Frame, SessionResult, TrackState
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    return write_micro_weights(tmp_path_factory.mktemp("micro"))
 
 
 @pytest.fixture(scope="module")

@@ -35,15 +35,9 @@ from tests.test_reliability_common import (
     text_rows,
     video_frames,
     within,
-    write_micro_weights,
     write_video,
 )
 from tracker import Session, build_tracker
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    return write_micro_weights(tmp_path_factory.mktemp("micro"))
 
 
 @pytest.fixture(scope="module")

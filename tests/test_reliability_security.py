@@ -25,7 +25,6 @@ from tests.test_reliability_common import (
     run_cli,
     scene,
     text_rows,
-    write_micro_weights,
     write_video,
 )
 from tracker import weights as weights_module
@@ -34,11 +33,6 @@ from tracker.errors import InputError
 from tracker.weights import default_weights, file_sha256
 
 CODE_DIRS = ("tracker", "app")
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    return write_micro_weights(tmp_path_factory.mktemp("micro"))
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from tests.test_reliability_common import (
     FakeCamera,
     one_torch_thread,  # noqa: F401 (an autouse fixture)
     scene,
-    write_micro_weights,
     write_video,
 )
 from tracker import Box, Session, TrackState, build_grounder, build_tracker
@@ -34,11 +33,6 @@ from tracker.models.ostrack import OSTrack
 
 WAIT_MS = 30_000  # generous for a shared machine; waits end as soon as the condition holds
 GROUNDING_TINY = ROOT / "tests" / "data" / "grounding_tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    return write_micro_weights(tmp_path_factory.mktemp("micro"))
 
 
 @pytest.fixture
