@@ -90,16 +90,7 @@ def score_sequence(pred: np.ndarray, gt: np.ndarray, absent: np.ndarray | None =
     gt = _as_boxes(gt)[: len(pred)]
     mask = scored_mask(gt, None if absent is None else np.asarray(absent)[: len(pred)])
     if not mask.any():
-        nan = float("nan")
-        return Score(
-            nan,
-            nan,
-            nan,
-            _nan_like(IOU_THRESHOLDS),
-            _nan_like(PIXEL_THRESHOLDS),
-            _nan_like(NORM_THRESHOLDS),
-            0,
-        )
+        return _empty_score()
     pred, gt = pred[mask], gt[mask]
     success = (iou(pred, gt)[:, None] > IOU_THRESHOLDS[None, :]).mean(axis=0)
     precision = (centre_distance(pred, gt)[:, None] <= PIXEL_THRESHOLDS[None, :]).mean(axis=0)
@@ -109,21 +100,20 @@ def score_sequence(pred: np.ndarray, gt: np.ndarray, absent: np.ndarray | None =
     return _from_curves(success, precision, norm_curve, int(mask.sum()))
 
 
+def _empty_score() -> Score:
+    """The score of nothing scored: NaN figures and curves, zero frames."""
+    nan = float("nan")
+    return Score(
+        nan, nan, nan, _nan_like(IOU_THRESHOLDS), _nan_like(PIXEL_THRESHOLDS), _nan_like(NORM_THRESHOLDS), 0
+    )
+
+
 def mean_score(scores: Seq[Score]) -> Score:
     """The mean over sequences (each sequence weighs the same, as in OTB and LaSOT); sequences with no scored
     frame are left out."""
     kept = [s for s in scores if s.frames > 0]
     if not kept:
-        nan = float("nan")
-        return Score(
-            nan,
-            nan,
-            nan,
-            _nan_like(IOU_THRESHOLDS),
-            _nan_like(PIXEL_THRESHOLDS),
-            _nan_like(NORM_THRESHOLDS),
-            0,
-        )
+        return _empty_score()
     return _from_curves(
         np.mean([s.success for s in kept], axis=0),
         np.mean([s.precision for s in kept], axis=0),
