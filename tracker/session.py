@@ -12,6 +12,7 @@ Thresholds for this mode come from the grounder's ``GROUNDING`` section.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,13 +233,8 @@ class Session:
         self, frame: Frame, box: Box | None, score: float, begin: float, grounding: GroundingResult | None
     ) -> SessionResult:
         targets = tuple(TargetResult(t.target_id, t.box, t.score, t.state) for t in self.targets)
-        return SessionResult(
-            frame_index=frame.index,
-            timestamp=frame.timestamp,
-            box=box,
-            score=score,
-            state=self.state,
-            elapsed_ms=(time.perf_counter() - begin) * 1e3,
+        return dataclasses.replace(
+            self._result(frame, box, score, begin),
             target_id=self.targets[0].target_id if self.targets else None,
             query=self.query,
             targets=targets,
