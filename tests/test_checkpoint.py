@@ -331,3 +331,12 @@ def test_tiny_file_without_a_fitting_config_says_what_to_write(ref_state):
 def test_non_ostrack_state_dict_is_named_as_such():
     with pytest.raises(CheckpointError, match="is not an OSTrack state dict"):
         infer_config({"fc.weight": torch.zeros(2, 2)}, source="resnet.pth")
+
+
+def test_conv_stem_weights_infer_their_stride_and_config():
+    cfg = load_config("bundled_small")
+    assert cfg.backbone.stem == "conv"
+    with torch.device("meta"):
+        state = build_model(cfg).state_dict()
+    assert describe(state).startswith("ViT embed dim 128, depth 6, MLP ratio 4, stride 16, template 80 px, search 160")
+    assert infer_config(state, source="bundled").name == "bundled_small"

@@ -63,3 +63,15 @@ def test_round_trip_through_yaml_text():
     cfg = load_config("ostrack_vitb256_ce")
     again = config_from_yaml_text(cfg.to_yaml(), source="round trip", name=cfg.name)
     assert again == cfg
+
+
+def test_stem_must_be_known_and_conv_needs_a_power_of_two_stride(tmp_path):
+    unknown = tmp_path / "stem.yaml"
+    unknown.write_text("MODEL:\n  BACKBONE:\n    STEM: resnet\n")
+    with pytest.raises(ConfigError, match=r"STEM 'resnet' is not one of"):
+        load_config(unknown)
+    odd = tmp_path / "stride.yaml"
+    odd.write_text("DATA:\n  SEARCH:\n    SIZE: 240\n  TEMPLATE:\n    SIZE: 120\nMODEL:\n  BACKBONE:\n    STEM: conv\n"
+                   "    STRIDE: 12\n")
+    with pytest.raises(ConfigError, match="power of two"):
+        load_config(odd)

@@ -131,9 +131,26 @@ def test_tracker_specs():
         parse_tracker_spec("weights=/no/such/file.pth")
     with pytest.raises(InputError, match="names no model"):
         parse_tracker_spec("name=x")
+    onnx = parse_tracker_spec(f"config={TINY_YAML},backend=onnx,precision=fp32")
+    assert onnx.name == "tiny256ce-onnx-fp32"
     renamed = unique_names([spec, spec, spec])
     assert [s.name for s in renamed] == ["tiny", "tiny-2", "tiny-3"]
     assert folder_name("OpenCV MIL") == "OpenCV_MIL"
+
+
+def test_bundled_spec_takes_options_but_not_another_model(monkeypatch, tmp_path):
+    weights = tmp_path / "bundled.safetensors"
+    weights.write_bytes(b"")
+    monkeypatch.setattr("tracker.eval.trackers.default_weights", lambda: weights)
+    assert parse_tracker_spec("bundled,backend=onnx").name == "bundled-onnx"
+    assert parse_tracker_spec("bundled,name=ours").name == "ours"
+    with pytest.raises(InputError, match="already names the model"):
+        parse_tracker_spec(f"bundled,config={TINY_YAML}")
+
+
+def test_backend_spec_builds_that_backend():
+    tracker = parse_tracker_spec(f"config={TINY_YAML},device=cpu,backend=eager,precision=bf16").make()
+    assert (tracker.network.name, tracker.network.precision) == ("eager", "bf16")
 
 
 def test_cli_writes_results_tables_json_and_plots(tmp_path, capsys):

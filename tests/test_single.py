@@ -109,3 +109,35 @@ def test_cuda_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="no CUDA GPU"):
         build_tracker(TINY_YAML, device="cuda")
+
+
+def _tracker_predicting_twice_the_size(size_update: float):
+    """A tracker whose network always puts the target at the crop centre at twice the previous (square) box's
+    size."""
+    import dataclasses
+
+    from tracker.accel import Network
+    from tracker.build import load_model
+    from tracker.single import SingleTracker
+
+    model, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
+    cfg = dataclasses.replace(cfg, track=dataclasses.replace(cfg.track, size_update=size_update))
+    side = cfg.search_tokens_side
+    # The previous box spans 1 / SEARCH_FACTOR of the crop; the network says twice that, centred.
+    size = torch.full((1, 2, side, side), 2.0 / cfg.test.search_factor)
+    score = torch.zeros(1, 1, side, side)
+    score[0, 0, side // 2, side // 2] = 1.0
+    offset = torch.zeros(1, 2, side, side)
+    network = Network("fake", "fp32", lambda t, s: (score, size, offset), "exact")
+    return SingleTracker(model, cfg, "cpu", network=network)
+
+
+@pytest.mark.parametrize("size_update", [1.0, 0.5, 0.25])
+def test_size_update_moves_the_box_that_share_of_the_way_to_the_prediction(size_update):
+    tracker = _tracker_predicting_twice_the_size(size_update)
+    frame = _frame(480, 640)
+    tracker.init(frame, Box(300, 200, 40, 40))  # square, so the crop side is SEARCH_FACTOR box sides
+    box = tracker.update(frame).box
+    assert box.w == pytest.approx(40 * (1 + size_update), rel=1e-3)
+    assert box.h == pytest.approx(40 * (1 + size_update), rel=1e-3)
+    assert box.cx == pytest.approx(320, abs=0.5) and box.cy == pytest.approx(220, abs=0.5)

@@ -154,3 +154,25 @@ def test_distractors_land_beside_the_target_and_occluders_on_it():
         assert synth.box_iou(pasted, target) <= synth.DISTRACTOR_MAX_IOU + 1e-9
         occluded = synth.add_occluder(crop, target, patch, rng)
         assert occluded[24:40, 24:40].any()
+
+
+def test_random_targets_lie_inside_the_image_and_prefer_texture():
+    rng = np.random.default_rng(0)
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    image[:, 150:] = rng.integers(0, 256, size=(200, 150, 3), dtype=np.uint8)  # right half textured, left flat
+    for _ in range(30):
+        x, y, w, h = synth.random_box(image, rng)
+        assert x >= 0 and y >= 0 and x + w <= 300 and y + h <= 200 and w >= 4 and h >= 4
+        assert synth.cut_patch(image, np.array([x, y, w, h])).std() >= synth.RANDOM_TARGET_MIN_STD
+
+
+def test_random_target_pairs_are_valid_training_pairs(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    augment_cfg = dataclasses.replace(cfg.data.augment, random_target_prob=1.0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=augment_cfg))
+    dataset = PairDataset(sources, [1, 1], cfg, seed=0)
+    batch = collate_pairs([dataset[(0, i)] for i in range(12)])
+    centres = batch.search_box[:, :2] + 0.5 * batch.search_box[:, 2:]
+    assert ((centres >= 0) & (centres < 1)).all() and (batch.search_box[:, 2:] > 0).all()
+    plain = PairDataset(sources, [1, 1], load_config(fx.TRAIN_YAML), seed=0)
+    assert not torch.equal(plain[(0, 0)].search_box, dataset[(0, 0)].search_box)

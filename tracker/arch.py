@@ -25,6 +25,7 @@ TEMPLATE_POS_KEY = "backbone.pos_embed_z"
 SEARCH_POS_KEY = "backbone.pos_embed_x"
 HEAD_KEY = "box_head.conv1_ctr.0.weight"
 _BLOCK = re.compile(r"^backbone\.blocks\.(\d+)\.")
+_STEM_CONV = re.compile(r"^backbone\.patch_embed\.body\.\d+\.weight$")  # 4-D ones are convs
 # State-dict entries that are buffers, not parameters (BatchNorm statistics).
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -133,7 +134,7 @@ def _architecture(state: Mapping[str, torch.Tensor]) -> Architecture:
     patch = tuple(state[PATCH_KEY].shape)
     if len(patch) != 4 or patch[2] != patch[3]:
         raise ValueError(f"{PATCH_KEY} has shape {patch}, expected (dim, 3, k, k)")
-    dim, stride = patch[0], patch[2]
+    dim, stride = patch[0], _stem_stride(state) or patch[2]
     hidden = state[FC1_KEY].shape[0]
     return Architecture(
         embed_dim=dim,
@@ -145,6 +146,12 @@ def _architecture(state: Mapping[str, torch.Tensor]) -> Architecture:
         head_channels=state[HEAD_KEY].shape[0],
         parameters=parameter_count(state),
     )
+
+
+def _stem_stride(state: Mapping[str, torch.Tensor]) -> int | None:
+    """A conv stem's stride (each of its 3x3 convolutions halves the image), or None for the official patchify."""
+    convs = [k for k, v in state.items() if _STEM_CONV.match(k) and len(v.shape) == 4]
+    return 2 ** len(convs) if convs else None
 
 
 def _grid_side(state: Mapping[str, torch.Tensor], key: str) -> int:

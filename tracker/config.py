@@ -31,6 +31,9 @@ KNOWN_BACKBONES: dict[str, tuple[int, int, int, float]] = {
     "vit_large_patch16_224_ce": (1024, 24, 16, 4.0),
 }
 CE_TEMPLATE_RANGES = ("ALL", "CTR_POINT", "CTR_REC")
+# How pixels become tokens: "patch" is the official 16x16 linear patchify; "conv" a stack of stride-2 3x3
+# convolutions (early convolutions, Xiao et al. 2021), which a ViT trained from scratch on little data needs.
+STEMS = ("patch", "conv")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class BackboneConfig:
     depth: int | None = None
     num_heads: int | None = None
     mlp_ratio: float | None = None
+    stem: str = "patch"
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,9 @@ class AugmentConfig:
     1 +- ``brightness_jitter`` and a flip (``crop_flip_prob``). The rest is off by default and used by the bundled
     model: saturation/contrast jitter (``color_jitter``), Gaussian and motion blur, an occluder over part of the
     target, up to ``max_distractors`` copies of other targets pasted into the search crop, and an affine warp that
-    turns a still photo into a pseudo next frame (``warp_prob``, for still-image pairs only)."""
+    turns a still photo into a pseudo next frame (``warp_prob``, for still-image pairs only). With
+    ``random_target_prob`` a pair's target is instead a random rectangle of any training frame, its search frame
+    a warp of the same frame: self-supervised pairs that teach matching of anything, not just labelled objects."""
 
     gray_prob: float = 0.05
     joint_flip_prob: float = 0.5
@@ -139,6 +145,7 @@ class AugmentConfig:
     motion_blur_prob: float = 0.0
     occluder_prob: float = 0.0
     distractor_prob: float = 0.0
+    random_target_prob: float = 0.0
     max_distractors: int = 2
     warp_prob: float = 0.0
 
@@ -172,6 +179,9 @@ class TrackConfig:
     ``lost_score``: a step whose score is below this is weak; ``lost_frames`` weak steps in a row mean lost.
     ``recover_score``: a lost target whose score reaches this for ``recover_frames`` steps is recovered.
     ``trail_length``: how many past centres the renderer draws.
+    ``size_update``: the share of each step's predicted size that the tracked box takes (the rest stays from the
+    previous box). 1.0 is OSTrack's own update, the size as predicted; a small model trained from scratch has a
+    size bias that compounds from frame to frame, and a partial update damps it.
     """
 
     lost_score: float = 0.25
@@ -179,6 +189,7 @@ class TrackConfig:
     recover_score: float = 0.4
     recover_frames: int = 2
     trail_length: int = 24
+    size_update: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -383,6 +394,10 @@ def _validated(cfg: Config, source: str) -> Config:
         fail("MODEL.BACKBONE.CE_KEEP_RATIO values must be in (0, 1]")
     if bb.ce_template_range not in CE_TEMPLATE_RANGES:
         fail(f"MODEL.BACKBONE.CE_TEMPLATE_RANGE '{bb.ce_template_range}' is not one of {CE_TEMPLATE_RANGES}")
+    if bb.stem not in STEMS:
+        fail(f"MODEL.BACKBONE.STEM '{bb.stem}' is not one of {STEMS}")
+    if bb.stem == "conv" and (bb.stride & (bb.stride - 1) or bb.stride < 2):
+        fail(f"MODEL.BACKBONE.STEM conv needs a STRIDE that is a power of two, not {bb.stride}")
     if bb.cat_mode != "direct":
         fail(f"MODEL.BACKBONE.CAT_MODE '{bb.cat_mode}' is not supported; use 'direct'")
     if cfg.model.head.type != "CENTER":
@@ -421,6 +436,8 @@ def _validate_test_and_track(cfg: Config, fail) -> None:
             fail(f"{label} must be at least 1, got {frames}")
     if track.trail_length < 0:
         fail(f"TRACK.TRAIL_LENGTH must be 0 or more, got {track.trail_length}")
+    if not 0 < track.size_update <= 1:
+        fail(f"TRACK.SIZE_UPDATE must be above 0 and at most 1, got {track.size_update}")
 
 
 TEXT_ENCODERS = ("minilm", "hf", "hashed")

@@ -147,8 +147,13 @@ class SingleTracker:
         return self.normalize(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB)), crop.resize_factor
 
     def _map_back(self, in_crop: list[float], resize_factor: float) -> Box:
-        """Crop-pixel (cx, cy, w, h) to a frame-pixel box, relative to the previous (unrounded) centre."""
+        """Crop-pixel (cx, cy, w, h) to a frame-pixel box, relative to the previous (unrounded) centre; the size
+        moves ``TRACK.SIZE_UPDATE`` of the way from the previous box's to the predicted one (1.0: official)."""
         cx, cy, w, h = in_crop
+        rate = self.cfg.track.size_update
+        if rate < 1.0:
+            w = self.state.w + rate * (w - self.state.w)
+            h = self.state.h + rate * (h - self.state.h)
         half = 0.5 * self.cfg.test.search_size / resize_factor
         cx_frame = cx + (self.state.cx - half)
         cy_frame = cy + (self.state.cy - half)

@@ -1,9 +1,10 @@
 """What the evaluator can run: any object with ``init(frame_bgr, Box)`` and
 ``update(frame_bgr) -> TrackResult``, named and built from a command-line spec.
 
-Specs: ``bundled`` (the bundled model), ``config=NAME,weights=PATH[,name=LABEL][,device=DEV]`` (either
-key may be left out: a config alone gives random weights, weights alone carry or imply their config), and the
-OpenCV baselines by name (``mil``, ``csrt``, ``kcf``, ``nano``).
+Specs: ``bundled`` (the bundled model), ``config=NAME,weights=PATH`` (either key may be left out: a config alone
+gives random weights, weights alone carry or imply their config), each optionally followed by ``name=LABEL``,
+``device=DEV``, ``backend=B`` and ``precision=P``; and the OpenCV baselines by name (``mil``, ``csrt``, ``kcf``,
+``nano``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tracker.errors import CheckpointError, InputError
 from tracker.eval.baselines import BASELINES, PEERS_DIR, baseline_available, build_baseline
 from tracker.types import Box, TrackResult
 
-SPEC_KEYS = ("config", "weights", "name", "device")
+SPEC_KEYS = ("config", "weights", "name", "device", "backend", "precision")
 
 
 class Tracker(Protocol):
@@ -49,30 +50,46 @@ class SkippedTracker:
 
 
 def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
-    """A ``TrackerSpec`` from ``bundled`` or ``config=...,weights=...,name=...,device=...``."""
-    text = text.strip()
-    if text == "bundled":
-        try:
-            weights = default_weights()  # resolved now, so a missing bundle fails before any tracker runs
-        except CheckpointError:
-            raise InputError(
-                "no bundled model is installed yet; evaluate a checkpoint with --tracker weights=PATH"
-            ) from None
-        return TrackerSpec("bundled", lambda: build_tracker(None, weights, default_device))
-    fields = _key_values(text)
-    if not fields.get("config") and not fields.get("weights"):
-        raise InputError(f"tracker '{text}' names no model; use bundled or config=NAME,weights=PATH")
+    """A ``TrackerSpec`` from ``bundled[,key=value...]`` or ``config=...,weights=...[,key=value...]``.
+
+    Keys: ``name``, ``device``, and ``backend`` / ``precision`` (as ``build_tracker`` takes them), so the same
+    weights can be scored through each inference path in one run.
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bundled = bool(parts) and parts[0] == "bundled"
+    fields = _key_values(parts[1:] if bundled else parts)
     config, weights = fields.get("config"), fields.get("weights")
-    device = fields.get("device", default_device)
+    if bundled:
+        if config or weights:
+            raise InputError(f"tracker '{text}': 'bundled' already names the model; drop config= and weights=")
+        weights = str(_bundled_weights())  # resolved now, so a missing bundle fails before any tracker runs
+    elif not config and not weights:
+        raise InputError(f"tracker '{text}' names no model; use bundled or config=NAME,weights=PATH")
     if weights is not None and not Path(weights).expanduser().is_file():
         raise InputError(f"weights file {weights} does not exist; check the path in --tracker")
-    name = fields.get("name") or Path(weights or config).name.split(".")[0]
-    return TrackerSpec(name, lambda: build_tracker(config, weights, device))
+    device = fields.get("device", default_device)
+    backend, precision = fields.get("backend", "auto"), fields.get("precision", "auto")
+    name = fields.get("name") or _default_name(bundled, config, weights, backend, precision)
+    return TrackerSpec(name, lambda: build_tracker(config, weights, device, backend=backend, precision=precision))
 
 
-def _key_values(text: str) -> dict[str, str]:
+def _bundled_weights() -> Path:
+    try:
+        return default_weights()
+    except CheckpointError:
+        message = "no bundled model is installed yet; evaluate a checkpoint with --tracker weights=PATH"
+        raise InputError(message) from None
+
+
+def _default_name(bundled: bool, config: str | None, weights: str | None, backend: str, precision: str) -> str:
+    base = "bundled" if bundled else Path(weights or config or "").name.split(".")[0]
+    extras = [v for v in (backend, precision) if v != "auto"]
+    return "-".join([base, *extras])
+
+
+def _key_values(parts: list[str]) -> dict[str, str]:
     fields = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in parts:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in SPEC_KEYS:

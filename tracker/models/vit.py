@@ -5,6 +5,7 @@ Parameter names follow the official OSTrack ``VisionTransformerCE`` so its check
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -98,9 +99,7 @@ class OneStreamViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, PRETRAIN_GRID**2 + 1, dim))
         self.pos_embed_z = nn.Parameter(torch.zeros(1, self.num_template, dim))
         self.pos_embed_x = nn.Parameter(torch.zeros(1, self.num_search, dim))
-        self.patch_embed = PatchEmbed(
-            img_size=cfg.data.search.size, patch_size=stride, in_chans=3, embed_dim=dim, strict_img_size=False
-        )
+        self.patch_embed = make_patch_embed(bb.stem, cfg.data.search.size, stride, dim)
         keep = dict(zip(bb.ce_loc, bb.ce_keep_ratio, strict=False))
         rates = [cfg.train.drop_path_rate * i / max(bb.depth - 1, 1) for i in range(bb.depth)]
         self.blocks = nn.ModuleList(
@@ -163,6 +162,35 @@ class OneStreamViT(nn.Module):
         if ce_template_mask.dtype == torch.long and ce_template_mask.dim() == 1:
             return ce_template_mask
         return ce_template_mask.reshape(-1, self.num_template)[0].bool()
+
+
+class ConvStem(nn.Module):
+    """Early convolutions in place of the patchify: log2(stride) stride-2 3x3 conv-BN-ReLU layers doubling the
+    width up to ``dim``, then a 1x1 projection, giving (B, tokens, dim) as ``PatchEmbed`` does.
+
+    Their locality and overlap give a from-scratch ViT the shift tolerance the 16x16 linear patchify lacks, which
+    is what lets a small tracker learn to match template and search on little data (Xiao et al., NeurIPS 2021).
+    """
+
+    def __init__(self, stride: int, dim: int) -> None:
+        super().__init__()
+        steps = stride.bit_length() - 1
+        widths = [3] + [max(dim >> (steps - i), 8) for i in range(1, steps + 1)]
+        layers: list[nn.Module] = []
+        for width_in, width_out in itertools.pairwise(widths):
+            layers += [nn.Conv2d(width_in, width_out, 3, 2, 1, bias=False), nn.BatchNorm2d(width_out), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(widths[-1], dim, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.body(image)).flatten(2).transpose(1, 2)
+
+
+def make_patch_embed(stem: str, image_size: int, stride: int, dim: int) -> nn.Module:
+    """The token embedding MODEL.BACKBONE.STEM names: "patch" (official, timm's PatchEmbed) or "conv"."""
+    if stem == "conv":
+        return ConvStem(stride, dim)
+    return PatchEmbed(img_size=image_size, patch_size=stride, in_chans=3, embed_dim=dim, strict_img_size=False)
 
 
 def interpolate_pos_embed(pos_embed: torch.Tensor, side: int) -> torch.Tensor:

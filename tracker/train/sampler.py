@@ -185,6 +185,8 @@ class PairDataset(Dataset):
     # -- choosing frames ---------------------------------------------------------------------------------
 
     def _try_pair(self, rng: np.random.Generator) -> Pair | None:
+        if rng.random() < self.cfg.data.augment.random_target_prob:
+            return self._make_pair(self._random_target_frames(rng), rng)
         which = int(rng.choice(len(self.sources), p=self.weights))
         if self.sources[which].is_video:
             frames = self._video_frames(self.videos[which], rng)
@@ -206,6 +208,12 @@ class PairDataset(Dataset):
         search, search_box = image, box
         if rng.random() < self.cfg.data.augment.warp_prob:
             search, search_box = synth.warp_still(image, box, rng)
+        return _Frames(image, box, search, search_box)
+
+    def _random_target_frames(self, rng: np.random.Generator) -> _Frames:
+        image, _ = self._other_target(rng)
+        box = synth.random_box(image, rng)
+        search, search_box = synth.warp_still(image, box, rng)
         return _Frames(image, box, search, search_box)
 
     def _other_target(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:

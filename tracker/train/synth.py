@@ -26,6 +26,9 @@ OCCLUDER_SIDE = (0.3, 0.7)  # occluder side as a fraction of the target side
 SOLID_OCCLUDER_PROB = 0.3  # share of occluders that are one flat colour instead of a picture patch
 FEATHER_PIXELS = 2.0  # soft edge of a pasted copy, so its border is not a giveaway
 PLACEMENT_TRIES = 10
+RANDOM_TARGET_SIDE = (0.06, 0.4)  # random targets: side range as a fraction of the shorter image side
+RANDOM_TARGET_ASPECT = 2.5  # ... and the widest aspect ratio either way
+RANDOM_TARGET_MIN_STD = 25.0  # ... and the least spread of pixel values (0..255) that counts as texture
 
 
 def warp_still(image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +130,28 @@ def add_occluder(
         patch = cv2.resize(texture, (occ_w, occ_h), interpolation=cv2.INTER_LINEAR)
     blend_patch(out, patch, round(cx - 0.5 * occ_w), round(cy - 0.5 * occ_h), feather=0.0)
     return out
+
+
+def random_box(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random target (x, y, w, h) inside ``image`` with some texture (a patch of flat sky or water cannot be
+    told from its surroundings): the first of PLACEMENT_TRIES draws whose grey level varies by at least
+    RANDOM_TARGET_MIN_STD, else the last draw."""
+    for _ in range(PLACEMENT_TRIES):
+        box = _draw_box(image, rng)
+        patch = cut_patch(image, box)
+        if patch is not None and float(patch.std()) >= RANDOM_TARGET_MIN_STD:
+            break
+    return box
+
+
+def _draw_box(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Side log-uniform in RANDOM_TARGET_SIDE of the shorter image side, aspect log-uniform in RANDOM_TARGET_ASPECT."""
+    height, width = image.shape[:2]
+    side = math.exp(rng.uniform(*np.log(RANDOM_TARGET_SIDE))) * min(height, width)
+    aspect = math.exp(rng.uniform(-1.0, 1.0) * math.log(RANDOM_TARGET_ASPECT))
+    w = min(width - 1.0, max(4.0, side * math.sqrt(aspect)))
+    h = min(height - 1.0, max(4.0, side / math.sqrt(aspect)))
+    return np.array([rng.uniform(0, width - w), rng.uniform(0, height - h), w, h])
 
 
 def random_region(image: np.ndarray, rng: np.random.Generator, min_fraction: float = 0.1) -> np.ndarray:
