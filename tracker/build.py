@@ -9,7 +9,6 @@ import torch
 from tracker.accel import configure_cpu_threads
 from tracker.checkpoint import load_state_into, read_checkpoint
 from tracker.config import Config, load_config
-from tracker.errors import CheckpointError
 from tracker.models.ostrack import OSTrack, build_model
 from tracker.single import SingleTracker, resolve_device
 
@@ -24,10 +23,11 @@ def default_weights() -> Path:
 
 def load_model(config: str | Path | Config | None = None, weights: str | Path | None = None) -> tuple[OSTrack, Config]:
     """Build a model; with ``weights`` load them strictly. The config comes from ``config`` if given, else from
-    the weights file (embedded, or inferred from tensor shapes). Returns the model in eval mode and its config."""
+    the weights file (embedded, or inferred from tensor shapes). With neither, the bundled model. Returns the model
+    in eval mode and its config."""
+    if weights is None and config is None:
+        weights = default_weights()
     if weights is None:
-        if config is None:
-            raise CheckpointError("no config and no weights given; pass a config name or a weights file")
         cfg = load_config(config)
         return build_model(cfg).eval(), cfg
     from tracker.weights import resolve_weights, verify_against_manifest  # see default_weights
@@ -51,7 +51,8 @@ def build_tracker(
     gpu_crop: bool | None = None,
     fused_attention: bool = False,
 ) -> SingleTracker:
-    """A ``SingleTracker`` for a config and/or weights file (random weights if no file is given).
+    """A ``SingleTracker`` for a config and/or weights file (a config alone: random weights; neither: the bundled
+    model).
 
     ``backend``: ``auto`` (the fastest proven here: ``cudagraph`` fp16 on a GPU, ``eager`` fp32 on the CPU),
     ``eager``, ``compile``, ``cudagraph``, ``tensorrt``, ``onnx`` or ``int8``; ``precision``: ``auto``, ``fp32``,
