@@ -14,11 +14,11 @@ from tracker.train.trainer import TrainOptions, train
 
 EPILOG = f"""dataset names (DATA.TRAIN.DATASETS_NAME): {", ".join(READERS)}
 
-example (the bundled model on the project's training data):
-  nice python -m tracker.train --config configs/bundled_small.yaml \\
+example (the bundled model exactly as shipped, ~90 min on 2 CPU cores; see weights/manifest.json):
+  python -m tracker.train --config configs/bundled_small.yaml \\
       --data OURS_SEQ=../shared/data/train/sequences --data OURS_IMG=../shared/data/train/images \\
-      --val-seq UAV123_10fps_wakeboard7 --val-seq UAV123_10fps_car16_1 \\
-      --out runs/bundled_small --seed 1 --max-minutes 90 --no-progress
+      --out runs/bundled_small --seed 1 --threads 2 --workers 1 \\
+      --val-seq UAV123_10fps_car16_1 --val-seq UAV123_10fps_wakeboard7 --no-progress
 the official recipe on real datasets (MAE weights for the backbone, GPU, 4 processes):
   torchrun --nproc_per_node 4 -m tracker.train --config ostrack_vitb256_ce --pretrained mae_pretrain_vit_base.pth \\
       --data LASOT=/data/lasot --data GOT10K_vottrain=/data/got10k --data COCO17=/data/coco \\
