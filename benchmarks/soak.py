@@ -44,8 +44,6 @@ from app.sources import open_source  # noqa: E402
 from tracker import Session, TrackerError, build_tracker  # noqa: E402
 from tracker.types import Frame, SessionResult  # noqa: E402
 
-TINY_CONFIG = ROOT / "tests" / "data" / "tiny256ce.yaml"
-TINY_WEIGHTS = ROOT.parent / "shared" / "conformance" / "tiny256ce.pth.tar"
 QUERIES = ("the textured square", "a small patterned box moving around")
 RSS_GROWTH_LIMIT_MB = 50.0
 P99_FACTOR, P99_SLACK_MS = 1.5, 20.0  # "stable": last p99 <= first p99 * factor + slack
@@ -153,12 +151,9 @@ def format_interval(i: Interval, elapsed: float) -> str:
 
 
 def build_session(args: argparse.Namespace) -> tuple[Session, str]:
-    """The tracker (``--weights``/``--config``, else the tiny conformance model) and, if one is installed, the
-    grounder; returns the session and a line saying what grounding does in this run."""
-    config, weights = args.config, args.weights
-    if config is None and weights is None:
-        config, weights = str(TINY_CONFIG), str(TINY_WEIGHTS) if TINY_WEIGHTS.is_file() else None
-    tracker = build_tracker(config, weights, args.device)
+    """The tracker (``--weights``/``--config``, else the bundled model, as ``python main.py`` runs it) and, if one
+    is installed, the grounder; returns the session and a line saying what grounding does in this run."""
+    tracker = build_tracker(args.config, args.weights, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)  # after build_tracker, which sets its own default
     if args.no_grounding:
@@ -271,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add("--fps", type=float, default=30.0, help="synthetic camera rate (default 30)")
     add("--switch-every", type=int, default=600, help="re-target every N frames (default 600)")
-    add("--config", help="tracker config (default: the tiny conformance model)")
+    add("--config", help="tracker config (default: the bundled model's)")
     add("--weights", help="tracker weights")
     add("--grounding-config", help="grounding config, for an untrained grounder (default: the bundled model)")
     add("--grounding-weights", help="grounding weights (default: the bundled model)")
