@@ -75,3 +75,24 @@ def test_stem_must_be_known_and_conv_needs_a_power_of_two_stride(tmp_path):
                    "    STRIDE: 12\n")
     with pytest.raises(ConfigError, match="power of two"):
         load_config(odd)
+
+
+def test_tracking_keep_ratios_default_to_the_trained_ones_and_can_be_set_for_tracking(tmp_path):
+    official = load_config("ostrack_vitb256_ce")
+    assert official.tracking_keep_ratios == official.backbone.ce_keep_ratio
+    assert official.ce_keep_counts() == [180, 126, 89]
+    bundled = load_config("bundled_small")
+    assert bundled.backbone.ce_keep_ratio == (0.7, 0.7) and bundled.tracking_keep_ratios == (0.9, 0.9)
+    assert bundled.ce_keep_counts() == [90, 81]
+    from tracker.models.ostrack import build_model
+
+    blocks = build_model(bundled).backbone.blocks
+    assert [blocks[i].keep_ratio for i in bundled.backbone.ce_loc] == [0.9, 0.9]
+    short = tmp_path / "short.yaml"
+    short.write_text("TEST:\n  CE_KEEP_RATIO: [0.9]\n")
+    with pytest.raises(ConfigError, match=r"one ratio per MODEL\.BACKBONE\.CE_LOC block"):
+        load_config(short)
+    off = tmp_path / "off.yaml"
+    off.write_text("MODEL:\n  BACKBONE:\n    CE_LOC: [3]\n    CE_KEEP_RATIO: [0.7]\nTEST:\n  CE_KEEP_RATIO: [1.0]\n")
+    with pytest.raises(ConfigError, match="below 1"):
+        load_config(off)

@@ -165,11 +165,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TestConfig:
+    """Tracking-time settings (official keys) plus ours: ``ce_keep_ratio``, the candidate-elimination keep ratios
+    the tracker uses, one per MODEL.BACKBONE.CE_LOC block; empty means the trained ones (MODEL.BACKBONE.CE_KEEP_RATIO),
+    as the official tracker does. Training never reads it."""
+
     template_factor: float = 2.0
     template_size: int = 128
     search_factor: float = 5.0
     search_size: int = 320
     epoch: int = 500
+    ce_keep_ratio: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,10 +296,16 @@ class Config:
     def search_tokens_side(self) -> int:
         return self.data.search.size // self.backbone.stride
 
+    @property
+    def tracking_keep_ratios(self) -> tuple[float, ...]:
+        """The CE keep ratios the built model applies when no rate is passed: TEST.CE_KEEP_RATIO, else the trained
+        MODEL.BACKBONE.CE_KEEP_RATIO. (Training passes its scheduled rate explicitly.)"""
+        return self.test.ce_keep_ratio or self.backbone.ce_keep_ratio
+
     def ce_keep_counts(self) -> list[int]:
-        """Search tokens kept after each CE block, as the official code computes them (static per config)."""
+        """Search tokens kept after each CE block when tracking, computed as the official code does (static)."""
         kept, counts = self.search_tokens_side**2, []
-        for ratio in self.backbone.ce_keep_ratio:
+        for ratio in self.tracking_keep_ratios:
             kept = math.ceil(ratio * kept)
             counts.append(kept)
         return counts
@@ -425,6 +436,10 @@ def _validate_test_and_track(cfg: Config, fail) -> None:
     ):
         if size != built:
             fail(f"{label} {size} differs from the model's input size {built} (DATA.*.SIZE); make them equal")
+    if test.ce_keep_ratio and len(test.ce_keep_ratio) != len(cfg.backbone.ce_loc):
+        fail(f"TEST.CE_KEEP_RATIO needs one ratio per MODEL.BACKBONE.CE_LOC block ({len(cfg.backbone.ce_loc)})")
+    if any(not 0 < r < 1 for r in test.ce_keep_ratio):
+        fail("TEST.CE_KEEP_RATIO values must be above 0 and below 1 (leave it out to track with the trained ratios)")
     for label, factor in (("TEST.TEMPLATE_FACTOR", test.template_factor), ("TEST.SEARCH_FACTOR", test.search_factor)):
         if not (math.isfinite(factor) and factor > 0):
             fail(f"{label} must be a number above 0, got {factor}")

@@ -100,7 +100,7 @@ class OneStreamViT(nn.Module):
         self.pos_embed_z = nn.Parameter(torch.zeros(1, self.num_template, dim))
         self.pos_embed_x = nn.Parameter(torch.zeros(1, self.num_search, dim))
         self.patch_embed = make_patch_embed(bb.stem, cfg.data.search.size, stride, dim)
-        keep = dict(zip(bb.ce_loc, bb.ce_keep_ratio, strict=False))
+        keep = dict(zip(bb.ce_loc, cfg.tracking_keep_ratios, strict=False))
         rates = [cfg.train.drop_path_rate * i / max(bb.depth - 1, 1) for i in range(bb.depth)]
         self.blocks = nn.ModuleList(
             Block(dim, bb.num_heads, bb.mlp_ratio, rates[i], keep.get(i, 1.0)) for i in range(bb.depth)
