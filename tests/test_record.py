@@ -13,6 +13,7 @@ import pytest
 
 from app import record
 from app.record import Recorder, RecordingError, text_line
+from tests.helpers import FullDisk
 from tracker.errors import TrackerError
 from tracker.types import Box, SessionResult, TrackState
 
@@ -125,26 +126,6 @@ def test_read_only_folder_is_refused_up_front(tmp_path, monkeypatch):
     with pytest.raises(RecordingError, match="permission denied"):
         Recorder(tmp_path / "boxes.txt", None)
     assert not (tmp_path / "boxes.txt").exists()
-
-
-class FullDisk:
-    """A results file whose writes fail with ENOSPC after ``room`` lines."""
-
-    def __init__(self, file, room: int) -> None:
-        self.file = file
-        self.room = room
-
-    def write(self, text: str) -> int:
-        if self.room <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= 1
-        return self.file.write(text)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def test_disk_full_stops_recording_without_raising_and_keeps_what_was_written(tmp_path, monkeypatch):

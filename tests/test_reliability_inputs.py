@@ -21,7 +21,7 @@ from app.cli import parse_box, track_source
 from app.options import AppOptions
 from app.record import Recorder
 from app.sources import open_source
-from tests.helpers import ROOT
+from tests.helpers import ROOT, FullDisk
 from tests.test_reliability_common import (
     MICRO_YAML,
     TINY,
@@ -341,25 +341,6 @@ def test_bad_config_yaml_is_one_line_before_anything_is_written(tmp_path, micro,
 
 
 # -- output paths --------------------------------------------------------------------------------------------
-
-
-class FullDisk:
-    """A results file whose writes fail with ENOSPC once ``room`` lines were written."""
-
-    def __init__(self, file, room: int) -> None:
-        self.file, self.room = file, room
-
-    def write(self, text: str) -> int:
-        if self.room <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= 1
-        return self.file.write(text)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def test_disk_full_mid_run_keeps_the_lines_written_and_the_video_and_exits_2(tmp_path, micro, monkeypatch, capfd):
