@@ -29,7 +29,7 @@ from app.record import Recorder, check_output_path, check_outputs_apart, check_v
 from app.render import Trail, draw_result, info_line
 from app.sources import FrameSource, SourceStats, open_source
 from tracker.accel import BACKENDS, PRECISIONS
-from tracker.errors import InputError, TrackerError
+from tracker.errors import InputError, TrackerError, first_line
 from tracker.session import Session
 from tracker.types import Box, Frame, SessionResult
 
@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         default="auto",
         choices=BACKENDS,
-        help="inference path (default: auto = the fastest proven equal here; eager float32 on CPU). "
-        "compile, onnx and int8 are faster on CPU but approximate; cudagraph and tensorrt need a GPU",
+        help="inference path (default: auto = the fastest that keeps the tracks: onnx on CPU, cudagraph fp16 on "
+        "GPU). eager float32 is the reference; int8 and bf16 are approximate; cudagraph and tensorrt need a GPU",
     )
     add(
         "--precision",
@@ -161,11 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT
     except TrackerError as err:
-        _report(f"error: {_one_line(err)}", args.debug)
+        _report(f"error: {first_line(err)}", args.debug)
         return EXIT_ERROR
     except Exception as err:
         _report(
-            f"error: unexpected {type(err).__name__}: {_one_line(err)}; run with --debug for details",
+            f"error: unexpected {type(err).__name__}: {first_line(err)}; run with --debug for details",
             args.debug,
         )
         return EXIT_UNEXPECTED
@@ -248,7 +248,7 @@ def _run_window(options: AppOptions) -> int:
     try:
         from app.window import run_gui  # imported here so headless runs never load Qt
     except ImportError as err:
-        raise InputError(f"the window cannot start ({_one_line(err)}); use --no-gui") from None
+        raise InputError(f"the window cannot start ({first_line(err)}); use --no-gui") from None
     return run_gui(options)
 
 
@@ -302,6 +302,8 @@ def run_headless(options: AppOptions) -> int:
         with _signals_handled(stop):
             source = open_source(options.source or "webcam", realtime=False)
             session = build_session(options)
+            if session.tracker.network.note:
+                print(f"note: {session.tracker.network.note}", file=sys.stderr)
             recorder = Recorder(options.save_results, options.save_video, source.nominal_fps or 30.0)
             stop.tracking = True  # from here a signal finishes the current frame, then the loop stops
             track_source(source, session, recorder, options, stop=stop, progress=progress)
@@ -492,8 +494,3 @@ def _report(line: str, debug: bool) -> None:
     if debug:
         traceback.print_exc()
     print(line, file=sys.stderr)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tracker.errors import InputError
+from tracker.errors import InputError, first_line
 from tracker.types import Frame
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -150,7 +150,7 @@ class FrameSource:
         try:
             self._run()
         except Exception as err:  # a capture backend failing in an unexpected way must not kill silently
-            self._crashed(f"capture stopped: {_one_line(err)}")
+            self._crashed(f"capture stopped: {first_line(err)}")
         finally:
             self._release()
             self._wake_readers()
@@ -211,7 +211,7 @@ class _OrderedSource(FrameSource):
                 image = self._pending_first if self._pending_first is not None else self._next_image()
             except (cv2.error, OSError) as err:
                 # A file that breaks half-way ends the source with what was read; the status says why.
-                self._set_status("failed", f"reading {self.description} failed: {_one_line(err)}")
+                self._set_status("failed", f"reading {self.description} failed: {first_line(err)}")
                 break
             self._pending_first = None
             if image is None:
@@ -542,9 +542,6 @@ def _redacted(url: str) -> str:
     return re.sub(r"://[^/@]*@", "://", url)
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class _RateMeter:

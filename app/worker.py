@@ -35,7 +35,7 @@ from app.record import Recorder, check_outputs_apart
 from app.render import Trail, draw_result, info_line
 from app.sources import FrameSource, SourceStats, open_source
 from tracker.config import TrackConfig
-from tracker.errors import TrackerError
+from tracker.errors import TrackerError, first_line
 from tracker.types import Box, Frame, SessionResult, TrackState
 
 COMMAND_QUEUE_SIZE = 32  # user intents are rare; a full queue means the worker is stuck, not busy
@@ -240,7 +240,7 @@ class TrackingWorker(QObject):
                 try:
                     self._iterate()
                 except Exception as err:  # one bad frame or command must not kill the worker silently
-                    self.failed.emit(f"worker error: {_one_line(err)}")
+                    self.failed.emit(f"worker error: {first_line(err)}")
                     self._stop.wait(IDLE_WAIT_S)
         finally:
             self._shutdown()
@@ -260,7 +260,7 @@ class TrackingWorker(QObject):
         try:
             self._session = self._session_factory()
         except Exception as err:  # the window stays usable (frames still show); tracking is unavailable
-            self.session_failed.emit(f"tracking is unavailable, the model did not load: {_one_line(err)}")
+            self.session_failed.emit(f"tracking is unavailable, the model did not load: {first_line(err)}")
             return
         track_cfg = getattr(self._session, "cfg", None)
         trail = track_cfg.trail_length if isinstance(track_cfg, TrackConfig) else TrackConfig().trail_length
@@ -333,7 +333,7 @@ class TrackingWorker(QObject):
             result = self._session.step(frame)
         except Exception as err:  # a tracker failure stops tracking, not the video
             self._session.reset()
-            self.failed.emit(f"tracking stopped: {_one_line(err)}")
+            self.failed.emit(f"tracking stopped: {first_line(err)}")
             result = _idle_result(frame)
         self._update_speed(result)
         return result
@@ -343,7 +343,7 @@ class TrackingWorker(QObject):
             return self._session.start(frame, box)
         except Exception as err:  # e.g. InputError for a box outside the frame
             self._session.reset()
-            self.failed.emit(f"cannot track that box: {_one_line(err)}")
+            self.failed.emit(f"cannot track that box: {first_line(err)}")
             return _idle_result(frame)
 
     def _show(self, frame: Frame, result: SessionResult, force_display: bool) -> None:
@@ -428,7 +428,7 @@ class TrackingWorker(QObject):
             self.failed.emit(str(err))
             return
         except Exception as err:  # an OS or decoder surprise: the window stays usable, say what happened
-            self.failed.emit(f"cannot open {command.spec}: {_one_line(err)}")
+            self.failed.emit(f"cannot open {command.spec}: {first_line(err)}")
             return
         self._source = source
         self._source_spec = command.spec
@@ -590,8 +590,3 @@ class TrackingWorker(QObject):
 
 def _idle_result(frame: Frame) -> SessionResult:
     return SessionResult(frame.index, frame.timestamp, None, 0.0, TrackState.IDLE)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

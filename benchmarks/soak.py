@@ -209,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(grounding_line)
     print("(* = interval still in the warm-up; the verdict compares the first and last intervals after it)", flush=True)
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out_dir) as folder:
         results, video = Path(folder) / "soak.jsonl", Path(folder) / "soak.mp4"
         options = AppOptions(init_box=camera.box(0), max_frames=args.frames, save_results=results, save_video=video)

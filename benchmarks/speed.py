@@ -43,8 +43,8 @@ PEERS = ROOT.parent / "shared" / "peers"
 BASE_CONFIGS = ["tests/data/tiny256ce.yaml", "ostrack_vitb256_ce", "ostrack_vitb384_ce"]
 LARGE_PARAMS = 20e6  # above this a model gets ``--steps-large`` timed steps (ViT-B takes ~1 s a step on 2 cores)
 # Backend specs: name[:variant]. ``eager:sdpa`` is eager with the fused attention kernel.
-CPU_BACKENDS = ["eager", "eager:sdpa", "eager:bf16", "compile", "onnx", "int8"]
-GPU_BACKENDS = ["eager", "eager:fp16", "compile", "cudagraph:fp32", "cudagraph:fp16", "tensorrt:fp16", "onnx"]
+CPU_BACKENDS = ["eager", "auto", "eager:sdpa", "eager:bf16", "compile", "onnx", "int8"]
+GPU_BACKENDS = ["eager", "auto", "eager:fp16", "compile", "cudagraph:fp32", "cudagraph:fp16", "tensorrt:fp16", "onnx"]
 
 
 def default_configs() -> list[str]:
@@ -139,7 +139,7 @@ def measure_one(
     end_to_end_fps = count / (time.perf_counter() - begin)
     return {
         "config": config,
-        "backend": spec,
+        "backend": f"auto = {tracker.network.name}" if backend == "auto" else spec,  # what the default chose
         "precision": tracker.network.precision,
         "agreement": tracker.network.agreement,
         "params": params,

@@ -1,8 +1,11 @@
 """Shared test setup: Qt draws offscreen so GUI tests run without a display (set before any Qt import)."""
 
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# ONNX exports (the CPU's default backend) go to a fresh folder, not the user's cache; subprocesses inherit it.
+os.environ.setdefault("OSTRACK_LIVE_CACHE", tempfile.mkdtemp(prefix="ostrack-live-tests-"))
 
 import pytest
 

@@ -22,7 +22,6 @@ set runs with ``-m slow``. Subset shares are looser: a few swaps weigh more in 5
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from dataclasses import dataclass
@@ -43,10 +42,6 @@ LOW_PRECISION_OVERLAP = 0.80  # mean share of the reference's removed tokens als
 TOTAL_STEPS = 353
 SUBSET_STRIDE = 7
 SUBSET_STEPS = 51
-needs_onnx = pytest.mark.skipif(
-    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
-    reason="onnx/onnxruntime not installed (pip install '.[onnx]')",
-)
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -164,13 +159,11 @@ def test_fused_attention():
     assert_near_exact(agreement(fused_tracker()), TOTAL_STEPS)
 
 
-@needs_onnx
 def test_onnx_runtime_on_a_subset(monkeypatch, tmp_path):
     monkeypatch.setenv("OSTRACK_LIVE_CACHE", str(tmp_path))  # the exported file goes to a temporary cache
     assert_near_exact(agreement(tiny_tracker(backend="onnx"), SUBSET_STRIDE), SUBSET_STEPS)
 
 
-@needs_onnx
 @pytest.mark.slow
 def test_onnx_runtime(monkeypatch, tmp_path):
     monkeypatch.setenv("OSTRACK_LIVE_CACHE", str(tmp_path))

@@ -114,10 +114,14 @@ def test_camera_outage_is_survived_and_the_gap_shows_in_the_results(tmp_path, mi
 # -- the model misbehaves for a frame ------------------------------------------------------------------------
 
 
+EAGER = ("--backend", "eager")
+
+
 def scripted_forward(monkeypatch, script: dict[int, str]):
     """Patch the model: step k (0-based, one per tracked frame after the first) does what ``script[k]`` says:
     "nan" / "inf" return maps full of NaN / inf, "oom" raises CUDA's out-of-memory error; every other step is
-    confident (score map at least 0.9), so the session's states follow from the script alone."""
+    confident (score map at least 0.9), so the session's states follow from the script alone. Runs that use it
+    pass ``EAGER``: an exported backend would bake the patched forward into its graph at export time."""
     original = OSTrack.forward
     steps = iter(range(10_000))
 
@@ -150,7 +154,8 @@ def scripted_forward(monkeypatch, script: dict[int, str]):
 def test_non_finite_model_output_keeps_the_box_then_recovers(tmp_path, micro, frames8, monkeypatch, script, states):
     scripted_forward(monkeypatch, script)
     out = tmp_path / "run.jsonl"
-    assert run_cli(*micro_args(micro), "--source", frames8, "--init-box", "20,40,30,30", "--save-results", out) == 0
+    args = ["--source", frames8, "--init-box", "20,40,30,30", "--save-results", out]
+    assert run_cli(*micro_args(micro), *EAGER, *args) == 0
     rows = records(out)
     assert [r["state"] for r in rows] == states
     for step in range(7):
@@ -165,7 +170,7 @@ def test_out_of_memory_in_a_step_is_one_line_and_keeps_what_was_tracked(tmp_path
     scripted_forward(monkeypatch, {3: "oom"})
     out, video = tmp_path / "boxes.txt", tmp_path / "tracked.mp4"
     args = ["--source", frames8, "--init-box", "20,40,30,30", "--save-results", out, "--save-video", video]
-    rc = run_cli(*micro_args(micro), *args)
+    rc = run_cli(*micro_args(micro), *EAGER, *args)
     err = capfd.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert error_lines(err) == ["error: the computer ran out of memory while tracking; close other programs"]

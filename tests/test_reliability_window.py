@@ -142,7 +142,7 @@ def test_out_of_memory_stops_tracking_with_a_message_and_the_video_plays_on(qtbo
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(OSTrack, "forward", forward)
-    window = make_window(qtbot, lambda: Session(build_tracker(None, micro, device="cpu")))
+    window = make_window(qtbot, lambda: Session(build_tracker(None, micro, device="cpu", backend="eager")))
     window.open_source(str(clip))
     qtbot.waitUntil(lambda: window.last_update is not None, timeout=WAIT_MS)
     window.set_target(Box(20, 40, 30, 30))

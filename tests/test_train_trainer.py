@@ -14,6 +14,7 @@ from tests import train_fixtures as fx
 from tests.helpers import ROOT
 from tracker import build_tracker
 from tracker.config import load_config
+from tracker.errors import InputError
 from tracker.train import TrainOptions, train
 from tracker.train.__main__ import main as cli_main
 
@@ -191,6 +192,28 @@ def test_pretrained_vit_checkpoint_fills_the_backbone(tmp_path):
     assert torch.equal(model.backbone.blocks[1].mlp.fc1.weight, donor["blocks.1.mlp.fc1.weight"])
     assert torch.allclose(model.backbone.pos_embed_x, interpolate_pos_embed(donor["pos_embed"], 4))
     assert report.endswith("0 backbone tensors not in it")
+
+
+def test_init_starts_from_whole_model_weights(data_roots, tmp_path):
+    from safetensors.torch import save_file
+
+    from tracker import build_model
+
+    cfg = load_config(fx.TRAIN_YAML)
+    torch.manual_seed(123)  # a model no seed of the runs below would draw
+    model = build_model(cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "donor.safetensors"))
+    donor = {k: v.detach() for k, v in model.named_parameters()}  # BatchNorm statistics move with any step
+    donor_file = str(tmp_path / "donor.safetensors")
+    tuned = _weights(train(_options(data_roots, tmp_path / "tuned", max_steps=1, init=donor_file)).final_weights)
+    scratch = _weights(train(_options(data_roots, tmp_path / "scratch", max_steps=1)).final_weights)
+
+    def farthest(weights):
+        return max(float((weights[k] - donor[k]).abs().max()) for k in donor if k in weights)
+
+    assert farthest(tuned) < 0.01 < farthest(scratch)  # one small step away from the donor, every parameter
+    with pytest.raises(InputError, match="not both"):
+        train(_options(data_roots, tmp_path / "both", max_steps=1, init="a.safetensors", pretrained="b.pth"))
 
 
 def test_sequence_validator_scores_with_the_evaluation_metric(data_roots):

@@ -10,9 +10,11 @@ Three classes of agreement with the reference, each held to its own tolerance in
   hundred; where the sets agree, boxes agree within 0.05 px.
 - ``low-precision``: fp16/bf16 autocast and int8. Most CE boundaries move a little; the kept tokens mostly agree.
 
-``auto`` picks the fastest backend proven on this kind of device: ``cudagraph`` (fp16) on a CUDA GPU, ``eager``
-(float32, the reference) on the CPU: the faster CPU paths (ONNX Runtime, compile) are near-exact, not exact, so
-they are opt-in (benchmarks/speed.py measures them all).
+``auto`` picks the fastest backend that keeps the tracks: ``cudagraph`` (fp16) on a CUDA GPU; on the CPU ``onnx``
+(ONNX Runtime, float32, near-exact; 1.4x to 2.1x eager on the bundled model with the same AUC, docs/benchmarks.md)
+when onnx and onnxruntime import, else ``eager``. If the automatic ONNX path cannot be built (export or check
+fails), the network falls back to eager and says why in ``Network.note``. int8 and bf16 are faster still on
+large models but move the tracks, so they are never chosen automatically. ``eager`` float32 is the reference.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import importlib.util
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,7 @@ import torch
 from torch import nn
 
 from tracker.config import Config
-from tracker.errors import TrackerError
+from tracker.errors import TrackerError, first_line
 from tracker.models.candidate import template_focus_mask
 from tracker.models.ostrack import OSTrack
 from tracker.models.vit import Attention
@@ -82,6 +86,7 @@ class Network:
         self.name = name
         self.precision = precision
         self.agreement = agreement
+        self.note: str | None = None  # why this is not the backend that was asked for, if it is not
         self._run = run
 
     @property
@@ -114,7 +119,8 @@ def resolve_backend(backend: str, precision: str, device: torch.device) -> tuple
         raise BackendError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     cuda = device.type == "cuda"
     if backend == "auto":
-        backend = "cudagraph" if cuda else "eager"
+        onnx_fits = precision in ("auto", "fp32") and onnx_runtime_available()
+        backend = "cudagraph" if cuda else ("onnx" if onnx_fits else "eager")
     if backend in ("cudagraph", "tensorrt") and not cuda:
         raise BackendError(f"backend {backend} needs a CUDA GPU and this run is on {device.type}; "
                            "use --backend eager, compile, onnx or int8 on the CPU")
@@ -128,6 +134,11 @@ def resolve_backend(backend: str, precision: str, device: torch.device) -> tuple
     if precision == "fp16" and not cuda:
         raise BackendError("fp16 is for CUDA GPUs; on the CPU use --precision bf16 or fp32")
     return backend, precision
+
+
+def onnx_runtime_available() -> bool:
+    """Whether the ``onnx`` backend can run: both the exporter's and the runtime's packages import."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
 def build_network(
@@ -145,7 +156,27 @@ def build_network(
     ``fused_attention`` uses the fused SDPA kernel in the blocks that do not rank tokens (near-exact).
     ``cache_dir`` holds exported ONNX files and TensorRT engines (default ``~/.cache/ostrack-live``).
     """
+    automatic = backend == "auto"
     backend, precision = resolve_backend(backend, precision, device)
+    if automatic and backend == "onnx":
+        try:
+            return _network(model, cfg, device, "onnx", precision, fused_attention, cache_dir)
+        except Exception as exc:
+            network = _network(model, cfg, device, "eager", precision, fused_attention, cache_dir)
+            network.note = f"backend auto: ONNX Runtime unavailable ({first_line(exc)}), running eager"
+            return network
+    return _network(model, cfg, device, backend, precision, fused_attention, cache_dir)
+
+
+def _network(
+    model: OSTrack,
+    cfg: Config,
+    device: torch.device,
+    backend: str,
+    precision: str,
+    fused_attention: bool,
+    cache_dir: str | Path | None,
+) -> Network:
     set_fused_attention(model, fused_attention)
     if precision != "fp32" and backend in ("eager", "compile", "cudagraph"):  # TensorRT sets its own precision
         keep_sensitive_layers_fp32(model)
@@ -344,7 +375,7 @@ class OnnxRunner:
             import onnxruntime as ort
         except ImportError:
             raise BackendError("backend onnx needs onnx and onnxruntime, which are not installed; "
-                               "pip install 'ostrack-live[onnx]' or use --backend eager") from None
+                               "pip install onnx onnxruntime or use --backend eager") from None
         self.device = device
         path = cache / "onnx" / f"{cache_key(net, cfg, torch.__version__, str(ONNX_OPSET))}.onnx"
         fresh = not path.is_file()
@@ -360,6 +391,9 @@ class OnnxRunner:
         options.intra_op_num_threads = torch.get_num_threads() if device.type == "cpu" else physical_cores()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning workers fight OpenCV's and the app's threads for the cores: on 2 cores the step's p90 went from
+        # 6 ms to 36 ms with it (docs/benchmarks.md section 7).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.outputs = [o.name for o in self.session.get_outputs()]
         if fresh:
@@ -380,7 +414,9 @@ def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
         cpu_net.focus_index = cpu_net.focus_index.cpu()
     removed_names = [f"removed_{i}" for i in range(len(cfg.ce_keep_counts()))]
     tmp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about the static CE kept counts, which are static on purpose.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             cpu_net,
             (template, search),

@@ -54,7 +54,8 @@ def build_tracker(
     """A ``SingleTracker`` for a config and/or weights file (a config alone: random weights; neither: the bundled
     model).
 
-    ``backend``: ``auto`` (the fastest proven here: ``cudagraph`` fp16 on a GPU, ``eager`` fp32 on the CPU),
+    ``backend``: ``auto`` (the fastest that keeps the tracks: ``cudagraph`` fp16 on a GPU, ``onnx`` fp32 on the
+    CPU, ``eager`` where ONNX Runtime is missing or fails),
     ``eager``, ``compile``, ``cudagraph``, ``tensorrt``, ``onnx`` or ``int8``; ``precision``: ``auto``, ``fp32``,
     ``fp16`` or ``bf16`` (see tracker.accel). Impossible choices raise a one-line ``TrackerError``. ``gpu_crop``:
     crop and normalise with torch on the device (default: on a GPU only; same bytes as the OpenCV crop).

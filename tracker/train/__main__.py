@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-frames", type=int, help="track at most this many frames per held-out sequence")
     parser.add_argument("--val-fn", help="validation function module:function, (cfg, model) -> float")
     parser.add_argument("--pretrained", help="ViT checkpoint for the backbone (e.g. MAE); default PRETRAIN_FILE")
+    parser.add_argument("--init", help="start from these whole-model weights (fine-tuning: fresh optimiser and "
+                        "schedule); e.g. a second cycle of the bundled recipe from the first's final.safetensors")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-video cache folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             val_fn=args.val_fn,
             resume=args.resume,
             pretrained=args.pretrained,
+            init=args.init,
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
             command=command,

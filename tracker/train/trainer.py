@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from tracker.checkpoint import read_checkpoint, save_safetensors
+from tracker.checkpoint import load_state_into, read_checkpoint, save_safetensors
 from tracker.config import Config
 from tracker.errors import CheckpointError, InputError
 from tracker.models.candidate import template_focus_mask
@@ -70,6 +70,7 @@ class TrainOptions:
     val_fn: str | None = None
     resume: str | None = None
     pretrained: str | None = None
+    init: str | None = None  # whole-model weights to start from (fine-tuning), with a fresh optimiser and schedule
     cache_dir: Path = DEFAULT_CACHE_DIR
     progress: bool = True
     command: str = ""
@@ -232,15 +233,25 @@ def make_loader(dataset: PairDataset, options: TrainOptions, info: DistInfo, sta
 def build_training_model(options: TrainOptions, info: DistInfo, log) -> OSTrack:
     cfg = options.config
     model = build_model(cfg)
+    if options.init:
+        if options.pretrained:
+            raise InputError("give --init (whole-model weights) or --pretrained (a backbone), not both")
+        load_state_into(model, read_checkpoint(options.init).state_dict, options.init, cfg)
+        log(f"initial weights: the whole model from {options.init}")
+        return _trainable(model).to(info.device).train()
     pretrained = options.pretrained or _existing_pretrain_file(cfg)
     if pretrained:
         log(load_pretrained_backbone(model, pretrained))
     elif cfg.model.pretrain_file:
         log(f"note: MODEL.PRETRAIN_FILE {cfg.model.pretrain_file} not found; training the backbone from scratch")
+    return _trainable(model).to(info.device).train()
+
+
+def _trainable(model: OSTrack) -> OSTrack:
     for name, param in model.named_parameters():
         if name in UNUSED_PARAMETERS:
             param.requires_grad_(False)
-    return model.to(info.device).train()
+    return model
 
 
 def _existing_pretrain_file(cfg: Config) -> str | None:
