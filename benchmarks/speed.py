@@ -222,12 +222,16 @@ def main() -> None:
                         "eager:bf16 compile onnx int8 cudagraph:fp16 tensorrt:fp16 (default: all available here)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=200, help="timed steps for small models (after warm-up)")
-    parser.add_argument("--steps-large", type=int, default=20, help="timed steps for ViT-B-sized models")
+    parser.add_argument("--steps-large", type=int, help="timed steps for ViT-B-sized models (default: 200 on a GPU; "
+                        "20 on the CPU, where each takes 0.5 to 1.5 s)")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--warmup-large", type=int, default=3)
+    parser.add_argument("--warmup-large", type=int, help="warm-up steps for them (default: 10 on a GPU, 3 on the CPU)")
     parser.add_argument("--threads", type=int, default=physical_cores(), help="CPU threads (default: physical cores)")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    on_gpu = args.device.startswith("cuda")
+    args.steps_large = args.steps_large or (200 if on_gpu else 20)
+    args.warmup_large = args.warmup_large or (10 if on_gpu else 3)
     if args.one:
         counts = (args.steps, args.steps_large, args.warmup, args.warmup_large)
         print(json.dumps(measure_one(*args.one, args.device, *counts)))
