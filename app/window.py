@@ -380,6 +380,7 @@ class MainWindow(QMainWindow):
         self._resumed_at = 0.0  # monotonic time play last resumed after a pause
         self._source: SourceInfo | None = None
         self._model_error: str | None = None
+        self._model_note = ""  # how the model runs when that is not what was asked for (a backend fallback)
         self._trail = Trail(TrackConfig().trail_length)
         self._closed = False
 
@@ -667,10 +668,14 @@ class MainWindow(QMainWindow):
         if self._model_error is not None:  # still true for every source: keep saying it
             self.show_error(f"playing {info.description} ({kind}); {self._model_error}")
         else:
-            self.show_notice(f"playing {info.description} ({kind}); drag a box around the object to follow")
+            note = f" (note: {self._model_note})" if self._model_note else ""
+            self.show_notice(f"playing {info.description} ({kind}); drag a box around the object to follow{note}")
 
-    def _on_session_ready(self, trail_length: int) -> None:
+    def _on_session_ready(self, trail_length: int, note: str) -> None:
         self._trail = Trail(trail_length)
+        self._model_note = note
+        if note:
+            self.show_notice(f"note: {note}")
 
     def _on_session_failed(self, text: str) -> None:
         self._model_error = text

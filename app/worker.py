@@ -6,7 +6,7 @@ Qt signals, which Qt delivers in the GUI thread:
 
 - ``frame_ready(FrameUpdate)``: the frame, its ``SessionResult`` and the figures for the status bar;
 - ``notice(str)`` / ``failed(str)``: one line for the user (information / something went wrong);
-- ``source_opened(SourceInfo)``, ``session_ready(int)`` / ``session_failed(str)``,
+- ``source_opened(SourceInfo)``, ``session_ready(int, str)`` / ``session_failed(str)``,
   ``recording_changed(bool, str)``.
 
 The GUI acknowledges each displayed update with ``frame_shown()``. While an update still waits to be shown,
@@ -151,7 +151,7 @@ class TrackingWorker(QObject):
     notice = pyqtSignal(str)
     failed = pyqtSignal(str)
     source_opened = pyqtSignal(object)  # SourceInfo
-    session_ready = pyqtSignal(int)  # trail length from the session's config
+    session_ready = pyqtSignal(int, str)  # trail length from the session's config; a note on how the model runs, or ''
     session_failed = pyqtSignal(str)  # the model could not be built: frames still show, tracking cannot start
     recording_changed = pyqtSignal(bool, str)  # recording now?, one line saying where
 
@@ -265,7 +265,7 @@ class TrackingWorker(QObject):
         track_cfg = getattr(self._session, "cfg", None)
         trail = track_cfg.trail_length if isinstance(track_cfg, TrackConfig) else TrackConfig().trail_length
         self._video_trail = Trail(trail)
-        self.session_ready.emit(trail)
+        self.session_ready.emit(trail, _model_note(self._session))
 
     def _wants_frames(self) -> bool:
         return self._source is not None and not self._paused and not self._source_ended
@@ -586,6 +586,12 @@ class TrackingWorker(QObject):
         source, self._source = self._source, None
         if source is not None:
             source.close()
+
+
+def _model_note(session: object) -> str:
+    """Why the model runs on another backend than the one asked for (e.g. ONNX Runtime would not load), or ''."""
+    network = getattr(getattr(session, "tracker", None), "network", None)
+    return getattr(network, "note", None) or ""
 
 
 def _idle_result(frame: Frame) -> SessionResult:

@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -410,6 +411,22 @@ def test_a_model_that_cannot_be_loaded_is_reported_and_video_still_plays(qtbot, 
     drag(qtbot, window.view, Box(40, 100, 40, 50))
     qtbot.waitUntil(lambda: "because the model could not be loaded" in window.message, timeout=WAIT_MS)
     assert window.last_update.result.state is TrackState.IDLE and window.worker.running
+
+
+def test_a_model_running_on_a_fallback_backend_says_so_and_still_tracks(qtbot, video):
+    def fallback():
+        session = FakeSession()
+        note = "backend auto: ONNX Runtime unavailable, running eager"
+        session.tracker = SimpleNamespace(network=SimpleNamespace(note=note))
+        return session
+
+    window = make_window(qtbot, fallback, at_frame_rate)
+    qtbot.waitUntil(lambda: "running eager" in window.message, timeout=WAIT_MS)
+    window.open_source(str(video))
+    qtbot.waitUntil(lambda: window.last_update is not None, timeout=WAIT_MS)
+    assert "playing" in window.message and "running eager" in window.message
+    drag(qtbot, window.view, Box(40, 100, 40, 50))
+    qtbot.waitUntil(lambda: window.last_update.result.state is TrackState.TRACKING, timeout=WAIT_MS)
 
 
 def test_open_shortcuts_ask_and_open_file_url_and_camera(qtbot, monkeypatch, video):
