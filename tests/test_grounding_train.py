@@ -223,7 +223,9 @@ def test_losses_are_finite_and_event_targets_mark_transitions():
 
 def test_trainer_is_seeded_resumable_and_keeps_other_manifest_entries(tmp_path, capsys):
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"files": {"tracker.safetensors": {"sha256": "x", "default": True}}}))
+    earlier = {"sha256": "of other weights", "scores": {"language_init_nano": {"ground_auc": 0.5}}}
+    manifest.write_text(json.dumps({"files": {"tracker.safetensors": {"sha256": "x", "default": True},
+                                              "a.safetensors": earlier}}))
     common = ["--config", str(TINY), "--sequences", "", "--images", "", "--workers", "0", "--threads", "1"]
     for name in ("a", "b"):
         args = [*common, "--out", str(tmp_path / name), "--steps", "2"]
@@ -240,6 +242,7 @@ def test_trainer_is_seeded_resumable_and_keeps_other_manifest_entries(tmp_path, 
     ours = entries["a.safetensors"]
     assert ours["kind"] == "grounding" and ours["default"] is False and ours["seed"] == 0
     assert ours["size"] == (tmp_path / "a.safetensors").stat().st_size and ours["steps"]["done"] == 2
+    assert ours["scores"] == {}  # the earlier weights' scores are not carried over to new ones
     assert train_main([*common, "--out", str(tmp_path / "a"), "--steps", "3", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 3
@@ -252,3 +255,31 @@ def test_presence_roc_auc_counts_ties_half():
     assert roc_auc(np.array([0.1]), np.array([0.9])) == 0.0
     assert roc_auc(np.array([0.5, 0.5]), np.array([0.5])) == 0.5
     assert roc_auc(np.array([0.9, 0.3]), np.array([0.5, 0.1])) == 0.75
+
+
+def test_the_vision_side_can_start_from_the_bundled_tracker(tmp_path, capsys):
+    from tests.helpers import TINY_WEIGHTS
+    from tracker.checkpoint import read_checkpoint
+    from tracker.models.grounding import tracker_weights_for
+
+    shaped_like_bundled = tmp_path / "g128.yaml"
+    shaped_like_bundled.write_text(
+        TINY.read_text()
+        .replace("EMBED_DIM: 32", "EMBED_DIM: 128")
+        .replace("NUM_HEADS: 2", "NUM_HEADS: 4")
+        .replace("HEAD_CHANNELS: 16", "HEAD_CHANNELS: 64")
+        .replace("MLP_RATIO: 2.0", "MLP_RATIO: 4.0")
+    )
+    model = GroundingNet(load_config(shaped_like_bundled))
+    bundled = ROOT / "weights" / "bundled_small.safetensors"
+    tracker_state = read_checkpoint(bundled).state_dict
+    model.load_state_dict(tracker_weights_for(model, tracker_state, str(bundled)), strict=False)
+    own = model.state_dict()
+    assert torch.equal(own["blocks.1.attn.qkv.weight"], tracker_state["backbone.blocks.1.attn.qkv.weight"])
+    assert torch.equal(own["stem.body.0.weight"], tracker_state["backbone.patch_embed.body.0.weight"])
+    assert torch.equal(own["head.conv5_ctr.weight"], tracker_state["box_head.conv5_ctr.weight"])
+    assert own["pos_patch"].shape == (1, model.num_patches, 128)
+
+    too_narrow = ["--config", str(TINY), "--sequences", "", "--images", "", "--workers", "0", "--steps", "1"]
+    assert train_main([*too_narrow, "--out", str(tmp_path / "x"), "--init-tracker", str(TINY_WEIGHTS)]) == 2
+    assert "does not fit the grounding model" in capsys.readouterr().err

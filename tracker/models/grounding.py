@@ -12,6 +12,7 @@ normalised to that square. Mapping to frame pixels is the caller's job (``tracke
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from tracker.config import Config, GroundingConfig, load_config
+from tracker.errors import CheckpointError
 from tracker.models.candidate import eliminate, restore_search_order
 from tracker.models.head import CenterHead
 from tracker.models.text import TextEncoding, build_text_encoder
-from tracker.models.vit import Attention, Block
+from tracker.models.vit import Attention, Block, ConvStem
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,26 +116,6 @@ class GroundingBlock(Block):
         return x, global_index, removed
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(True)
-    )
-
-
-class ConvStem(nn.Module):
-    """Four stride-2 3x3 convolutions: (B,3,S,S) -> (B, S/16 * S/16, dim). Learns from little data faster than a
-    single 16x16 patch projection, and sees colour at full resolution."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        widths = [3, dim // 4, dim // 2, dim // 2, dim]
-        self.layers = nn.Sequential(*(_conv_bn_relu(widths[i], widths[i + 1]) for i in range(4)))
-        self.proj = nn.Conv2d(dim, dim, 1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.layers(image)).flatten(2).transpose(1, 2)
-
-
 class GroundingNet(nn.Module):
     """``forward(image, text, memory)`` -> ``GroundingOutput`` for one frame per batch row.
 
@@ -151,7 +133,7 @@ class GroundingNet(nn.Module):
         self.memory_length = g.memory_length
         self.max_tokens = g.max_tokens
         self.text = build_text_encoder(g)
-        self.stem = ConvStem(dim)
+        self.stem = ConvStem(g.stride, dim)  # the tracker's stem, so a trained tracker can initialise it
         self.pos_patch = nn.Parameter(torch.zeros(1, self.num_patches, dim))
         self.presence_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.text_type = nn.Parameter(torch.zeros(1, 1, dim))
@@ -292,3 +274,39 @@ def find_peaks(out: GroundingOutput, row: int, top_k: int, kernel: int, min_scor
 def build_grounding_model(config: str | Path | Config) -> GroundingNet:
     """A fresh grounding network (random trainable weights; pretrained text encoders loaded) for a config."""
     return GroundingNet(load_config(config))
+
+
+def tracker_weights_for(model: GroundingNet, tracker_state: dict[str, torch.Tensor], source: str) -> dict:
+    """The parts of a trained one-stream tracker that fit ``model``, under ``model``'s names.
+
+    Stem, the first ``depth`` blocks, the final norm and the centre head carry over as they are; the search
+    position table is resized to the patch grid. A tracker's features already separate objects from background,
+    a better start for grounding than noise. Raises ``CheckpointError`` when the widths or depths do not fit.
+    """
+    renames = {"backbone.patch_embed.": "stem.", "backbone.norm.": "norm.", "box_head.": "head."}
+    renames |= {f"backbone.blocks.{i}.": f"blocks.{i}." for i in range(len(model.blocks))}
+    own = model.state_dict()
+    picked: dict[str, torch.Tensor] = {}
+    for name, tensor in tracker_state.items():
+        for old, new in renames.items():
+            if name.startswith(old):
+                picked[new + name[len(old):]] = tensor
+    if "backbone.pos_embed_x" in tracker_state:
+        picked["pos_patch"] = _resize_grid(tracker_state["backbone.pos_embed_x"], model.side)
+    wanted = [name for name in own if name.startswith(("stem.", "norm.", "head.", "blocks."))]
+    missing = [name for name in wanted if name not in picked]
+    wrong = [name for name, tensor in picked.items() if name in own and tensor.shape != own[name].shape]
+    if missing or wrong:
+        detail = f"{len(missing)} missing (e.g. {missing[:1]})" if missing else f"shapes differ (e.g. {wrong[:1]})"
+        raise CheckpointError(f"{source} does not fit the grounding model: {detail}; use a tracker of the same "
+                              f"width ({model.cfg.grounding.embed_dim}) and at least "
+                              f"{len(model.blocks)} blocks with a conv stem")
+    return {name: tensor for name, tensor in picked.items() if name in own}
+
+
+def _resize_grid(table: torch.Tensor, side: int) -> torch.Tensor:
+    """(1, n*n, C) position table -> (1, side*side, C), bicubic on the grid."""
+    n = math.isqrt(table.shape[1])
+    grid = table.reshape(1, n, n, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(side, side), mode="bicubic", align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, side * side, -1)

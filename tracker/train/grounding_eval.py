@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.speed:
-            medians = measure_speed(args.config, args.weights, 100, 2, args.repeats)
+            medians = measure_speed(args.config, args.weights, 100, args.threads, args.repeats)
             print(
                 json.dumps(
                     {

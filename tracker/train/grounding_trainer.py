@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from tracker.checkpoint import save_safetensors
+from tracker.checkpoint import read_checkpoint, save_safetensors
 from tracker.config import Config, load_config
 from tracker.errors import TrackerError
-from tracker.models.grounding import GroundingNet
+from tracker.models.grounding import GroundingNet, tracker_weights_for
 from tracker.single import resolve_device
 from tracker.train.grounding_data import ClipBatch, GroundingDataset, collate_clips, load_training_data
 from tracker.train.grounding_losses import event_targets, grounding_loss
@@ -128,6 +128,10 @@ def train(args: argparse.Namespace) -> Path | None:
     optimizer = make_optimizer(model, cfg)
     start, elapsed_before = 0, 0.0
     last = out_dir / "last.pt"
+    if args.init_tracker and not (args.resume and last.is_file()):
+        state = tracker_weights_for(model, read_checkpoint(args.init_tracker).state_dict, args.init_tracker)
+        model.load_state_dict(state, strict=False)
+        print(f"initial weights: stem, {len(model.blocks)} blocks, norm and head from {args.init_tracker}", flush=True)
     if args.resume and last.is_file():
         state = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -232,6 +236,8 @@ def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, 
             "sequences": _portable(args.sequences),
             "images": _portable(args.images),
             "synthetic": "coloured shapes over noise or photo backgrounds (tracker.train.grounding_synth)",
+            "pretrained": f"vision side from the tracker {args.init_tracker}" if args.init_tracker
+            else "none: the vision side from scratch",
             "credits": "train/images sets as listed in shared/data/train/images/INDEX.tsv (several CC BY 4.0)",
         },
         "wall_time_s": round(wall, 1),
@@ -262,7 +268,8 @@ def update_manifest(manifest: Path, name: str, entry: dict) -> None:
                 data = json.loads(manifest.read_text(encoding="utf-8"))
         data.setdefault("files", {})
         previous = data["files"].get(name, {})
-        if previous.get("scores") and not entry.get("scores"):
+        same_file = previous.get("sha256") == entry.get("sha256")
+        if previous.get("scores") and not entry.get("scores") and same_file:  # scores of other weights do not carry
             entry = {**entry, "scores": previous["scores"]}
         data["files"][name] = entry
         tmp = manifest.with_suffix(".tmp")
@@ -286,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="override GROUNDING.TRAIN.SEED")
     parser.add_argument("--minutes", type=float, default=None, help="stop (and export) after this wall time")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--init-tracker", metavar="FILE", help="start the vision side from a trained tracker of the "
+                        "same width (stem, first blocks, norm, centre head), e.g. weights/bundled_small.safetensors")
     parser.add_argument("--export", default=None, help="write the trained weights here (safetensors)")
     parser.add_argument(
         "--manifest", default=str(Path(__file__).resolve().parents[2] / "weights" / "manifest.json")
