@@ -276,7 +276,9 @@ def build_grounding_model(config: str | Path | Config) -> GroundingNet:
     return GroundingNet(load_config(config))
 
 
-def tracker_weights_for(model: GroundingNet, tracker_state: dict[str, torch.Tensor], source: str) -> dict:
+def tracker_weights_for(
+    model: GroundingNet, tracker_state: dict[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
     """The parts of a trained one-stream tracker that fit ``model``, under ``model``'s names.
 
     Stem, the first ``depth`` blocks, the final norm and the centre head carry over as they are; the search
