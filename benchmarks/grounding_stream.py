@@ -17,35 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from headless_stream import FRAME_SIZE, machine, resources  # noqa: E402 (the same readings as the tracker soak)
+from headless_stream import machine, resources  # noqa: E402 (the same readings as the tracker soak)
 
 from tracker.grounding import build_grounder  # noqa: E402 (after the path set-up, so it runs from a checkout)
+from tracker.train.grounding_eval import SPEED_CLIP, SPEED_FRAME_SIZE, SPEED_QUERY, read_frames  # noqa: E402
 
-CLIP = ROOT.parent / "shared" / "data" / "train" / "sequences" / "UAV123_10fps_bike1" / "video.mp4"
-QUERY = "the cyclist riding along the road"
 WARMUP_FRAMES = 50
 RSS_GROWTH_LIMIT_MB = 50.0
-
-
-def read_clip(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    images = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(cv2.resize(image, FRAME_SIZE))
-    capture.release()
-    if not images:
-        raise SystemExit(f"error: no frames could be read from {path}; pass --clip with a readable video")
-    return images
 
 
 def report(frames: int, times_ms: list[float]) -> str:
@@ -66,16 +49,18 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default=None, help="grounding weights (default: the bundled model)")
-    parser.add_argument("--clip", type=Path, default=CLIP, help="video whose frames are looped")
+    parser.add_argument("--clip", type=Path, default=SPEED_CLIP, help="video whose frames are looped")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    images = read_clip(args.clip)
+    images = read_frames(args.clip)
+    if not images:
+        raise SystemExit(f"error: no frames could be read from {args.clip}; pass --clip with a readable video")
     grounder = build_grounder(None, args.weights, device="cpu")
-    grounder.set_query(QUERY)
+    grounder.set_query(SPEED_QUERY)
     print(f"command: python benchmarks/grounding_stream.py {' '.join(sys.argv[1:])}")
     print(f"machine: {machine()}")
-    clip = f"{args.clip.parent.name}/{args.clip.name}"
-    print(f"clip: {clip} ({len(images)} frames, looped) at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}; query {QUERY!r}")
+    clip, (width, height) = f"{args.clip.parent.name}/{args.clip.name}", SPEED_FRAME_SIZE
+    print(f"clip: {clip} ({len(images)} frames, looped) at {width}x{height}; query {SPEED_QUERY!r}")
     for index in range(WARMUP_FRAMES):
         grounder.step(images[index % len(images)])
     baseline = resources()

@@ -167,25 +167,34 @@ def evaluate(args: argparse.Namespace) -> dict:
     return {"summary": summary, "sequences": rows}
 
 
+SPEED_CLIP = EVAL_ROOT.parent / "train" / "sequences" / "UAV123_10fps_bike1" / "video.mp4"
+SPEED_QUERY = "the cyclist riding along the road"
+SPEED_FRAME_SIZE = (640, 480)
+
+
+def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    """Up to ``limit`` frames of a video (all by default), resized to ``SPEED_FRAME_SIZE``."""
+    capture = cv2.VideoCapture(str(path))
+    images = []
+    while limit is None or len(images) < limit:
+        ok, image = capture.read()
+        if not ok:
+            break
+        images.append(cv2.resize(image, SPEED_FRAME_SIZE))
+    capture.release()
+    return images
+
+
 def measure_speed(
     config: str | None, weights: str | None, steps: int, threads: int, repeats: int
 ) -> list[float]:
     """Median grounder step time (ms) over ``steps`` 640x480 frames, ``repeats`` times, with ``threads`` threads."""
     torch.set_num_threads(threads)
     grounder = build_grounder(config, weights, device="cpu")
-    capture = cv2.VideoCapture(
-        str(EVAL_ROOT.parent / "train" / "sequences" / "UAV123_10fps_bike1" / "video.mp4")
-    )
-    images = []
-    while len(images) < steps:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(cv2.resize(image, (640, 480)))
-    capture.release()
+    images = read_frames(SPEED_CLIP, steps)
     medians = []
     for _ in range(repeats):
-        grounder.set_query("the cyclist riding along the road")
+        grounder.set_query(SPEED_QUERY)
         times = [grounder.step(image).elapsed_ms for image in images]
         medians.append(statistics.median(times))
     return medians
