@@ -9,7 +9,7 @@ import pytest
 
 from tests.eval_fixtures import make_otb, make_ours, scene
 from tests.helpers import TINY_YAML
-from tracker.errors import InputError
+from tracker.errors import ConfigError, InputError
 from tracker.eval import baselines
 from tracker.eval.baselines import build_baseline
 from tracker.eval.cli import main
@@ -209,3 +209,23 @@ def test_fps_is_nan_free_for_real_runs(tmp_path):
     sequence = _sequence(tmp_path, count=3)
     run = run_sequence(Scripted(sequence.groundtruth[1:]), sequence)
     assert math.isfinite(run.step_fps) and math.isfinite(run.frame_fps)
+
+
+def test_spec_config_overrides_reach_the_built_tracker():
+    spec = parse_tracker_spec(
+        f"config={TINY_YAML},device=cpu,backend=eager,TEST.SEARCH_FACTOR=3.5,TEST.CE_KEEP_RATIO=[0.9, 0.9, 0.9],"
+        "name=wide"
+    )
+    tracker = spec.make()
+    assert spec.name == "wide"
+    assert tracker.cfg.test.search_factor == 3.5
+    assert tracker.cfg.tracking_keep_ratios == (0.9, 0.9, 0.9)
+
+
+def test_spec_config_overrides_name_a_bad_key_or_value_in_one_line():
+    with pytest.raises(ConfigError, match=r"unknown key TEST\.SERCH_FACTOR"):
+        parse_tracker_spec(f"config={TINY_YAML},TEST.SERCH_FACTOR=3").make()
+    with pytest.raises(ConfigError, match=r"TRACK\.SIZE_UPDATE must be above 0"):
+        parse_tracker_spec(f"config={TINY_YAML},TRACK.SIZE_UPDATE=0").make()
+    with pytest.raises(InputError, match="config key"):
+        parse_tracker_spec(f"config={TINY_YAML},test.search_factor=3")

@@ -123,9 +123,20 @@ def test_cli_trains_and_writes_the_run_folder(data_roots, tmp_path, capsys):
     data, cache = data_roots
     args = ["--config", str(fx.TRAIN_YAML), "--out", str(tmp_path / "cli"), "--max-steps", "2", "--workers", "0"]
     args += [f"--data={name}={path}" for name, path in data] + ["--cache-dir", str(cache), "--no-progress"]
-    assert cli_main(args) == 0
+    assert cli_main([*args, "--set", "DATA.SEARCH.SCALE_JITTER=0.5"]) == 0
     assert "done: step 2/8" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"config.yaml", "log.jsonl", "final.safetensors"}
+    trained = build_tracker(weights=tmp_path / "cli" / "final.safetensors", device="cpu").cfg
+    assert trained.data.search.scale_jitter == 0.5  # the changed key travels with the weights
+
+
+def test_cli_names_a_bad_config_change_in_one_line(tmp_path, capsys):
+    args = ["--config", str(fx.TRAIN_YAML), "--data", "OURS_SEQ=x", "--out", str(tmp_path / "o")]
+    assert cli_main([*args, "--set", "DATA.SEARCH.JITTER=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --set: unknown key DATA.SEARCH.JITTER") and "\n" not in err
+    assert cli_main([*args, "--set", "DATA.SEARCH.SCALE_JITTER"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
 
 
 @pytest.mark.slow

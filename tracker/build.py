@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from tracker.accel import configure_cpu_threads
 from tracker.checkpoint import load_state_into, read_checkpoint
-from tracker.config import Config, load_config
+from tracker.config import Config, load_config, with_overrides
 from tracker.models.ostrack import OSTrack, build_model
 from tracker.single import SingleTracker, resolve_device
 
@@ -21,14 +22,19 @@ def default_weights() -> Path:
     return weights_folder.default_weights()
 
 
-def load_model(config: str | Path | Config | None = None, weights: str | Path | None = None) -> tuple[OSTrack, Config]:
+def load_model(
+    config: str | Path | Config | None = None,
+    weights: str | Path | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[OSTrack, Config]:
     """Build a model; with ``weights`` load them strictly. The config comes from ``config`` if given, else from
-    the weights file (embedded, or inferred from tensor shapes). With neither, the bundled model. Returns the model
-    in eval mode and its config."""
+    the weights file (embedded, or inferred from tensor shapes). With neither, the bundled model. ``overrides``
+    (dotted keys, YAML values) then change that config before the model is built, e.g. a test-time setting.
+    Returns the model in eval mode and its config."""
     if weights is None and config is None:
         weights = default_weights()
     if weights is None:
-        cfg = load_config(config)
+        cfg = _overridden(load_config(config), overrides)
         return build_model(cfg).eval(), cfg
     from tracker.weights import resolve_weights, verify_against_manifest  # see default_weights
 
@@ -36,10 +42,15 @@ def load_model(config: str | Path | Config | None = None, weights: str | Path | 
     verify_against_manifest(path)  # bundled files must match their manifest sha256
     ckpt = read_checkpoint(path)
     cfg = load_config(config) if config is not None else ckpt.config_or_inferred()
+    cfg = _overridden(cfg, overrides)
     with torch.device("meta"):
         model = build_model(cfg)
     model = load_state_into(model, ckpt.state_dict, str(path), cfg)
     return model.eval(), cfg
+
+
+def _overridden(cfg: Config, overrides: Mapping[str, str] | None) -> Config:
+    return with_overrides(cfg, overrides, source="config overrides") if overrides else cfg
 
 
 def build_tracker(
@@ -50,6 +61,7 @@ def build_tracker(
     precision: str = "auto",
     gpu_crop: bool | None = None,
     fused_attention: bool = False,
+    overrides: Mapping[str, str] | None = None,
 ) -> SingleTracker:
     """A ``SingleTracker`` for a config and/or weights file (a config alone: random weights; neither: the bundled
     model).
@@ -60,9 +72,10 @@ def build_tracker(
     ``fp16`` or ``bf16`` (see tracker.accel). Impossible choices raise a one-line ``TrackerError``. ``gpu_crop``:
     crop and normalise with torch on the device (default: on a GPU only; same bytes as the OpenCV crop).
     ``fused_attention``: the fused SDPA kernel in blocks that do not rank tokens (near-exact). On the CPU the
-    torch thread count is set to the physical cores (``$OSTRACK_LIVE_THREADS`` overrides it).
+    torch thread count is set to the physical cores (``$OSTRACK_LIVE_THREADS`` overrides it). ``overrides``: as
+    ``load_model`` takes them.
     """
-    model, cfg = load_model(config, weights)
+    model, cfg = load_model(config, weights, overrides)
     if resolve_device(device).type == "cpu":
         configure_cpu_threads()  # physical cores, or $OSTRACK_LIVE_THREADS
     return SingleTracker(

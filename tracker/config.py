@@ -13,6 +13,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -479,6 +480,36 @@ def _validate_grounding(g: GroundingConfig, fail) -> None:
             fail(f"GROUNDING.{key.upper()} must be at least 1")
     if not 0 <= g.presence_off <= g.presence_on <= 1:
         fail("GROUNDING.PRESENCE_OFF must not exceed PRESENCE_ON, both in 0..1")
+
+
+def parse_overrides(entries: list[str], source: str = "--set") -> dict[str, str]:
+    """``["TEST.SEARCH_FACTOR=3.5", ...]`` as a mapping for ``with_overrides``."""
+    overrides = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source} '{entry}' must look like KEY=VALUE, e.g. DATA.SEARCH.SCALE_JITTER=0.5")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def with_overrides(cfg: Config, overrides: Mapping[str, str], source: str = "overrides") -> Config:
+    """``cfg`` with dotted keys replaced (``{"TEST.SEARCH_FACTOR": "3.5"}``); values are YAML (``[0.9, 0.9]`` is a
+    list). The result is validated like a file, so an unknown key or a bad value is one ``ConfigError`` line."""
+    raw = cfg.to_yaml_dict()
+    for dotted, text in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"{source}: unknown key {dotted}; use a dotted config key such as TEST.SEARCH_FACTOR")
+        try:
+            node[leaf] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            message = f"{source}: {dotted}={text} is not a readable value; give a number, a word or a [list]"
+            raise ConfigError(message) from None
+    return config_from_dict(raw, source=source, name=cfg.name)
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:

@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="'bundled' or 'config=NAME,weights=PATH[,name=LABEL][,device=DEV]'; repeat for several",
+        help=(
+            "'bundled' or 'config=NAME,weights=PATH', then optionally name=LABEL, device=DEV, backend=B, precision=P"
+            " and config overrides such as TEST.SEARCH_FACTOR=3.5; repeat for several"
+        ),
     )
     parser.add_argument(
         "--baselines", default="", help=f"comma-separated OpenCV baselines: {', '.join(BASELINES)} (or 'all')"

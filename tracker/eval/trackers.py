@@ -3,12 +3,15 @@
 
 Specs: ``bundled`` (the bundled model), ``config=NAME,weights=PATH`` (either key may be left out: a config alone
 gives random weights, weights alone carry or imply their config), each optionally followed by ``name=LABEL``,
-``device=DEV``, ``backend=B`` and ``precision=P``; and the OpenCV baselines by name (``mil``, ``csrt``, ``kcf``,
+``device=DEV``, ``backend=B``, ``precision=P`` and config overrides as dotted keys (``TEST.SEARCH_FACTOR=3.5``,
+``TEST.CE_KEEP_RATIO=[0.9,0.9]``), so test-time ablations need no edited copies of a config; and the OpenCV
+baselines by name (``mil``, ``csrt``, ``kcf``,
 ``nano``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,8 @@ from tracker.eval.baselines import BASELINES, PEERS_DIR, baseline_available, bui
 from tracker.types import Box, TrackResult
 
 SPEC_KEYS = ("config", "weights", "name", "device", "backend", "precision")
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # TEST.SEARCH_FACTOR
+SPEC_SEPARATOR = re.compile(r",(?![^\[]*\])")  # commas, except inside a [list] value
 
 
 class Tracker(Protocol):
@@ -55,9 +60,9 @@ def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
     Keys: ``name``, ``device``, and ``backend`` / ``precision`` (as ``build_tracker`` takes them), so the same
     weights can be scored through each inference path in one run.
     """
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = [p.strip() for p in SPEC_SEPARATOR.split(text) if p.strip()]
     bundled = bool(parts) and parts[0] == "bundled"
-    fields = _key_values(parts[1:] if bundled else parts)
+    fields, overrides = _key_values(parts[1:] if bundled else parts)
     config, weights = fields.get("config"), fields.get("weights")
     if bundled:
         if config or weights:
@@ -70,7 +75,9 @@ def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
     device = fields.get("device", default_device)
     backend, precision = fields.get("backend", "auto"), fields.get("precision", "auto")
     name = fields.get("name") or _default_name(bundled, config, weights, backend, precision)
-    return TrackerSpec(name, lambda: build_tracker(config, weights, device, backend=backend, precision=precision))
+    return TrackerSpec(
+        name, lambda: build_tracker(config, weights, device, backend=backend, precision=precision, overrides=overrides)
+    )
 
 
 def _bundled_weights() -> Path:
@@ -87,17 +94,20 @@ def _default_name(bundled: bool, config: str | None, weights: str | None, backen
     return "-".join([base, *extras])
 
 
-def _key_values(parts: list[str]) -> dict[str, str]:
-    fields = {}
+def _key_values(parts: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The spec's own keys, and the config overrides (dotted upper-case keys)."""
+    fields, overrides = {}, {}
     for part in parts:
         key, sep, value = part.partition("=")
         key = key.strip()
-        if not sep or key not in SPEC_KEYS:
-            raise InputError(
-                f"tracker spec part '{part}' is not one of {', '.join(k + '=' for k in SPEC_KEYS)}"
-            )
-        fields[key] = value.strip()
-    return fields
+        if sep and CONFIG_KEY.fullmatch(key):
+            overrides[key] = value.strip()
+        elif sep and key in SPEC_KEYS:
+            fields[key] = value.strip()
+        else:
+            keys = ", ".join(k + "=" for k in SPEC_KEYS)
+            raise InputError(f"tracker spec part '{part}' is not one of {keys} or a config key (TEST.SEARCH_FACTOR=)")
+    return fields, overrides
 
 
 def baseline_specs(

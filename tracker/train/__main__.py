@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tracker.config import load_config
+from tracker.config import load_config, parse_overrides, with_overrides
 from tracker.errors import InputError, TrackerError
 from tracker.train.datasets import DEFAULT_CACHE_DIR, READERS
 from tracker.train.trainer import TrainOptions, train
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="config name in configs/ or a YAML path")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="change one config key (dotted, YAML value)"
+    )
     parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH", help="root of a dataset")
     parser.add_argument("--out", required=True, type=Path, help="run folder: log, checkpoints, weights")
     parser.add_argument("--seed", type=int, default=42)
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m tracker.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         options = TrainOptions(
-            config=load_config(args.config),
+            config=with_overrides(load_config(args.config), parse_overrides(args.set), source="--set"),
             data=parse_data(args.data),
             out_dir=args.out,
             seed=args.seed,
