@@ -227,5 +227,7 @@ def test_spec_config_overrides_name_a_bad_key_or_value_in_one_line():
         parse_tracker_spec(f"config={TINY_YAML},TEST.SERCH_FACTOR=3").make()
     with pytest.raises(ConfigError, match=r"TRACK\.SIZE_UPDATE must be above 0"):
         parse_tracker_spec(f"config={TINY_YAML},TRACK.SIZE_UPDATE=0").make()
+    with pytest.raises(ConfigError, match=r"TRACK\.CLIP_MARGIN must be 1 pixel or more"):
+        parse_tracker_spec(f"config={TINY_YAML},TRACK.CLIP_MARGIN=0").make()
     with pytest.raises(InputError, match="config key"):
         parse_tracker_spec(f"config={TINY_YAML},test.search_factor=3")

@@ -100,8 +100,19 @@ def test_update_before_init_is_a_clear_error():
 
 
 def test_clip_keeps_a_margin_inside_the_frame():
-    assert clip_box(Box(-20, -20, 15, 15), 100, 80) == Box(0, 0, 10, 10)
-    assert clip_box(Box(95, 75, 30, 30), 100, 80) == Box(90, 70, 10, 10)
+    assert clip_box(Box(-20, -20, 15, 15), 100, 80, margin=10) == Box(0, 0, 10, 10)
+    assert clip_box(Box(95, 75, 30, 30), 100, 80, margin=10) == Box(90, 70, 10, 10)
+
+
+@pytest.mark.parametrize(("margin", "smallest"), [(10, 10.0), (4, 4.0)])
+def test_a_target_under_ten_pixels_keeps_its_size_only_with_a_smaller_clip_margin(margin, smallest):
+    # A near-frozen size update keeps the 6x4 box; the clip margin alone decides what is left of it.
+    overrides = {"TRACK.SIZE_UPDATE": "0.001", "TRACK.CLIP_MARGIN": str(margin)}
+    tracker = build_tracker(TINY_YAML, TINY_WEIGHTS, device="cpu", backend="eager", overrides=overrides)
+    tracker.init(_frame(), Box(150, 100, 6, 4))
+    box = tracker.update(_frame(seed=1)).box
+    assert box.h == pytest.approx(smallest, abs=0.01)
+    assert box.w == pytest.approx(max(6.0, smallest), abs=0.05)
 
 
 def test_cuda_without_gpu_is_a_clear_error():

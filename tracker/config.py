@@ -188,6 +188,8 @@ class TrackConfig:
     ``size_update``: the share of each step's predicted size that the tracked box takes (the rest stays from the
     previous box). 1.0 is OSTrack's own update, the size as predicted; a small model trained from scratch has a
     size bias that compounds from frame to frame, and a partial update damps it.
+    ``clip_margin``: the fewest pixels of width and height the tracked box keeps, and keeps inside the frame.
+    OSTrack's own clip uses 10; below that, a target smaller than 10 px can be boxed at its own size.
     """
 
     lost_score: float = 0.25
@@ -196,6 +198,7 @@ class TrackConfig:
     recover_frames: int = 2
     trail_length: int = 24
     size_update: float = 1.0
+    clip_margin: int = 10
 
 
 @dataclass(frozen=True)
@@ -454,6 +457,8 @@ def _validate_test_and_track(cfg: Config, fail) -> None:
         fail(f"TRACK.TRAIL_LENGTH must be 0 or more, got {track.trail_length}")
     if not 0 < track.size_update <= 1:
         fail(f"TRACK.SIZE_UPDATE must be above 0 and at most 1, got {track.size_update}")
+    if track.clip_margin < 1:
+        fail(f"TRACK.CLIP_MARGIN must be 1 pixel or more, got {track.clip_margin}")
 
 
 TEXT_ENCODERS = ("minilm", "hf", "hashed")

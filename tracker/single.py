@@ -24,8 +24,6 @@ from tracker.models.ostrack import OSTrack
 from tracker.preprocess import Normalizer, crop_around, crop_around_torch, hann2d, to_bgr_uint8
 from tracker.types import Box, TrackResult
 
-CLIP_MARGIN = 10  # the official clip keeps at least this many pixels of the box inside the frame
-
 
 class DeviceMemoryError(TrackerError):
     """The device ran out of memory in a tracking step (the step is lost; the tracker keeps its last state)."""
@@ -131,7 +129,7 @@ class SingleTracker:
         if not all(math.isfinite(v) for v in in_crop) or not math.isfinite(raw_score):
             # A broken step (NaN/inf from the network) keeps the last box and reports no confidence.
             return TrackResult(self.state, 0.0, (time.perf_counter() - start) * 1e3)
-        self.state = clip_box(self._map_back(in_crop, resize_factor), width, height)
+        self.state = clip_box(self._map_back(in_crop, resize_factor), width, height, self.cfg.track.clip_margin)
         self.frame_size = (width, height)
         return TrackResult(self.state, raw_score, (time.perf_counter() - start) * 1e3)
 
@@ -160,8 +158,8 @@ class SingleTracker:
         return Box(cx_frame - 0.5 * w, cy_frame - 0.5 * h, w, h)
 
 
-def clip_box(box: Box, width: int, height: int, margin: int = CLIP_MARGIN) -> Box:
-    """The official clip: keep the box inside the frame with at least ``margin`` pixels of extent."""
+def clip_box(box: Box, width: int, height: int, margin: int) -> Box:
+    """The official clip: keep the box inside the frame with at least ``margin`` pixels of extent (OSTrack: 10)."""
     x2, y2 = box.x + box.w, box.y + box.h
     x1 = min(max(0, box.x), width - margin)
     x2 = min(max(margin, x2), width)
