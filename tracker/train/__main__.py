@@ -23,7 +23,9 @@ the official recipe on real datasets (MAE weights for the backbone, GPU, 4 proce
   torchrun --nproc_per_node 4 -m tracker.train --config ostrack_vitb256_ce --pretrained mae_pretrain_vit_base.pth \\
       --data LASOT=/data/lasot --data GOT10K_vottrain=/data/got10k --data COCO17=/data/coco \\
       --data TRACKINGNET=/data/trackingnet --out runs/vitb256_ce
-several processes: torchrun --nproc_per_node 2 -m tracker.train ... (NCCL on GPU, gloo on CPU)"""
+several processes: torchrun --nproc_per_node 2 -m tracker.train ... (NCCL on GPU, gloo on CPU)
+one key changed without editing the YAML (the change travels in the exported weights):
+  python -m tracker.train --config configs/bundled_small.yaml --set DATA.SEARCH.SCALE_JITTER=0.5 ..."""
 
 
 def build_parser() -> argparse.ArgumentParser:
