@@ -5,8 +5,7 @@ Specs: ``bundled`` (the bundled model), ``config=NAME,weights=PATH`` (either key
 gives random weights, weights alone carry or imply their config), each optionally followed by ``name=LABEL``,
 ``device=DEV``, ``backend=B``, ``precision=P`` and config overrides as dotted keys (``TEST.SEARCH_FACTOR=3.5``,
 ``TEST.CE_KEEP_RATIO=[0.9,0.9]``), so test-time ablations need no edited copies of a config; and the OpenCV
-baselines by name (``mil``, ``csrt``, ``kcf``,
-``nano``).
+baselines by name (``mil``, ``csrt``, ``kcf``, ``nano``).
 """
 
 from __future__ import annotations
