@@ -66,6 +66,30 @@ def test_run_sequence_respects_max_frames(tmp_path):
     assert run.boxes.shape == (3, 4) and run.score.frames == 2
 
 
+def test_init_shift_moves_the_first_box_but_scores_against_the_ground_truth(tmp_path):
+    sequence = _sequence(tmp_path, count=4)
+    gt = sequence.groundtruth
+    tracker = Scripted(gt[1:])
+    run = run_sequence(tracker, sequence, init_shift=(1.0, -2.0))
+    shifted = Box(gt[0][0] + 1.0, gt[0][1] - 2.0, gt[0][2], gt[0][3])
+    assert tracker.inits == [shifted]
+    np.testing.assert_array_equal(run.boxes[0], shifted.as_list())
+    assert run.score.auc == pytest.approx(20 / 21)  # the tracked frames are exact; the init frame is not scored
+
+
+def test_cli_records_the_init_shift_and_rejects_a_malformed_one(tmp_path, capsys):
+    root = make_otb(tmp_path / "otb", count=3)
+    args = ["--dataset", str(root), "--sequences", "Square", "--baselines", "mil", "--no-progress", "--no-plots"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--init-shift", "1,0"]) == 0
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["settings"]["init_shift"] == "1,0"
+    first = np.loadtxt(tmp_path / "out" / "results" / "OpenCV_MIL" / "Square.txt", delimiter=",")[0]
+    np.testing.assert_array_equal(first, [21, 20, 20, 20])
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "bad"), "--init-shift", "1"])
+    assert "DX,DY" in capsys.readouterr().err
+
+
 def test_first_frame_without_a_box_cannot_be_tracked(tmp_path):
     sequence = _sequence(tmp_path)
     gt = sequence.groundtruth.copy()

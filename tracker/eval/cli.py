@@ -52,10 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peers", type=Path, default=PEERS_DIR, help="folder with the NanoTrack ONNX files")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: their own)")
     parser.add_argument("--seed", type=int, default=0, help="seed set before every run (default 0)")
+    parser.add_argument(
+        "--init-shift",
+        type=_shift,
+        default=(0.0, 0.0),
+        metavar="DX,DY",
+        help="move every init box by these pixels, to see how much a score depends on the exact first box",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _shift(text: str) -> tuple[float, float]:
+    try:
+        dx, dy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not DX,DY in pixels, e.g. 1,0") from None
+    return dx, dy
 
 
 def _split(text: str | None) -> list[str]:
@@ -88,6 +103,7 @@ def run(args: argparse.Namespace, command: str = "") -> Evaluation:
         "threads": str(args.threads or torch.get_num_threads()),
         "device": args.device,
         "seed": str(args.seed),
+        "init_shift": ",".join(f"{v:g}" for v in args.init_shift),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}".strip(),
     }
     evaluation = evaluate(
@@ -101,6 +117,7 @@ def run(args: argparse.Namespace, command: str = "") -> Evaluation:
         skipped=skipped,
         show_progress=not args.no_progress,
         settings=settings,
+        init_shift=args.init_shift,
     )
     plots = [] if args.no_plots else write_plots(evaluation, args.out)
     write_reports(evaluation, args.out, plots)

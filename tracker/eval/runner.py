@@ -116,10 +116,11 @@ def run_sequence(
     sequence: Sequence,
     max_frames: int | None = None,
     progress: tqdm | None = None,
+    init_shift: tuple[float, float] = (0.0, 0.0),
 ) -> SequenceRun:
-    """Initialise ``tracker`` on frame 0 with its ground-truth box, then track through the rest of
-    ``sequence`` (at most ``max_frames`` frames in all)."""
-    init_box = _init_box(sequence)
+    """Initialise ``tracker`` on frame 0 with its ground-truth box moved by ``init_shift`` pixels (x, y), then
+    track through the rest of ``sequence`` (at most ``max_frames`` frames in all)."""
+    init_box = _init_box(sequence, init_shift)
     frames = sequence.frames(max_frames)
     first = next(frames)
     start = time.perf_counter()
@@ -161,13 +162,13 @@ def _timed(frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, float]]:
         yield frame, start
 
 
-def _init_box(sequence: Sequence) -> Box:
+def _init_box(sequence: Sequence, shift: tuple[float, float]) -> Box:
     box = Box.from_xywh(sequence.groundtruth[0])
     if not box.is_finite() or box.w <= 0 or box.h <= 0:
         raise InputError(
             f"sequence {sequence.name} has no usable box on its first frame; it cannot be tracked"
         )
-    return box
+    return Box(box.x + shift[0], box.y + shift[1], box.w, box.h)
 
 
 def evaluate(
@@ -182,9 +183,12 @@ def evaluate(
     skipped: list[SkippedTracker] | None = None,
     show_progress: bool = True,
     settings: dict[str, str] | None = None,
+    init_shift: tuple[float, float] = (0.0, 0.0),
 ) -> Evaluation:
     """Run every spec on every sequence (one tqdm bar over all frames); with ``out_dir``, write each run's
-    boxes and times as soon as it finishes (``results/<tracker>/<sequence>.txt``)."""
+    boxes and times as soon as it finishes (``results/<tracker>/<sequence>.txt``). ``init_shift`` moves every
+    init box by that many pixels (x, y): how much a score depends on the exact first box (as OTB's spatial
+    robustness evaluation asks)."""
     total = len(specs) * sum(max(0, _frame_count(s, max_frames) - 1) for s in sequences)
     evals = []
     with tqdm(total=total, unit="frame", disable=not show_progress, dynamic_ncols=True) as bar:
@@ -194,7 +198,7 @@ def evaluate(
             for sequence in sequences:
                 bar.set_description(f"{spec.name} | {sequence.name}")
                 seed_everything(seed)
-                run = run_sequence(tracker, sequence, max_frames, bar)
+                run = run_sequence(tracker, sequence, max_frames, bar, init_shift)
                 if out_dir is not None:
                     write_run(Path(out_dir), spec.name, run)
                 runs.append(run)
