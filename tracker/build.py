@@ -13,6 +13,8 @@ from tracker.config import Config, load_config, with_overrides
 from tracker.models.ostrack import OSTrack, build_model
 from tracker.single import SingleTracker, resolve_device
 
+OVERRIDES_SOURCE = "config overrides"  # how errors in build_tracker(overrides=...) name their origin
+
 
 def default_weights() -> Path:
     """The bundled model: the manifest entry marked ``"default": true`` in ``weights/``, sha256 checked."""
@@ -34,7 +36,7 @@ def load_model(
     if weights is None and config is None:
         weights = default_weights()
     if weights is None:
-        cfg = _overridden(load_config(config), overrides)
+        cfg = with_overrides(load_config(config), overrides, source=OVERRIDES_SOURCE)
         return build_model(cfg).eval(), cfg
     from tracker.weights import resolve_weights, verify_against_manifest  # see default_weights
 
@@ -42,15 +44,11 @@ def load_model(
     verify_against_manifest(path)  # bundled files must match their manifest sha256
     ckpt = read_checkpoint(path)
     cfg = load_config(config) if config is not None else ckpt.config_or_inferred()
-    cfg = _overridden(cfg, overrides)
+    cfg = with_overrides(cfg, overrides, source=OVERRIDES_SOURCE)
     with torch.device("meta"):
         model = build_model(cfg)
     model = load_state_into(model, ckpt.state_dict, str(path), cfg)
     return model.eval(), cfg
-
-
-def _overridden(cfg: Config, overrides: Mapping[str, str] | None) -> Config:
-    return with_overrides(cfg, overrides, source="config overrides") if overrides else cfg
 
 
 def build_tracker(

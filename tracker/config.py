@@ -498,9 +498,12 @@ def parse_overrides(entries: list[str], source: str = "--set") -> dict[str, str]
     return overrides
 
 
-def with_overrides(cfg: Config, overrides: Mapping[str, str], source: str = "overrides") -> Config:
+def with_overrides(cfg: Config, overrides: Mapping[str, str] | None, source: str = "overrides") -> Config:
     """``cfg`` with dotted keys replaced (``{"TEST.SEARCH_FACTOR": "3.5"}``); values are YAML (``[0.9, 0.9]`` is a
-    list). The result is validated like a file, so an unknown key or a bad value is one ``ConfigError`` line."""
+    list). The result is validated like a file, so an unknown key or a bad value is one ``ConfigError`` line.
+    With no overrides, ``cfg`` itself."""
+    if not overrides:
+        return cfg
     raw = cfg.to_yaml_dict()
     for dotted, text in overrides.items():
         *parents, leaf = dotted.split(".")
