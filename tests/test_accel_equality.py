@@ -140,10 +140,11 @@ def test_eager_reproduces_every_removed_set():
 
 
 def test_torch_crop_path_is_bit_exact_on_a_subset():
-    tracker = tiny_tracker(backend="eager", gpu_crop=True)
-    found = agreement(tracker, SUBSET_STRIDE)
+    found = agreement(tiny_tracker(backend="eager", gpu_crop=True), SUBSET_STRIDE)
     assert_bit_exact(found, SUBSET_STEPS)
-    assert found.worst_box_px == 0.0 and found.worst_score == 0.0  # the same bytes in, the same bits out
+    # The same bytes in as the OpenCV crop, so the same bits out as that path on this machine. (Against the official
+    # record itself the last float bits depend on the CPU's kernels: 0 px on AMD EPYC, 5e-5 px on Intel Xeon.)
+    assert found == agreement(tiny_tracker(backend="eager"), SUBSET_STRIDE)
 
 
 # ---------------------------------------------------------------------------------------------------------------
