@@ -10,8 +10,15 @@ from tests import train_fixtures as fx
 from tracker.config import AugmentConfig, load_config
 from tracker.preprocess import crop_around
 from tracker.train import augment, synth
-from tracker.train.datasets import load_source
-from tracker.train.sampler import PairDataset, box_in_crop, causal_frame_ids, collate_pairs, jitter_box
+from tracker.train.datasets import StillImage, load_source
+from tracker.train.sampler import (
+    PairDataset,
+    box_in_crop,
+    causal_frame_ids,
+    collate_pairs,
+    jitter_box,
+    lookalike_patches,
+)
 from tracker.types import Box
 
 
@@ -176,3 +183,29 @@ def test_random_target_pairs_are_valid_training_pairs(sources):
     assert ((centres >= 0) & (centres < 1)).all() and (batch.search_box[:, 2:] > 0).all()
     plain = PairDataset(sources, [1, 1], load_config(fx.TRAIN_YAML), seed=0)
     assert not torch.equal(plain[(0, 0)].search_box, dataset[(0, 0)].search_box)
+
+
+def test_lookalikes_are_the_other_objects_of_the_targets_label():
+    image = np.zeros((40, 60, 3), dtype=np.uint8)
+    image[0:10, 0:10] = 10
+    image[20:30, 20:30] = 20
+    image[0:10, 40:50] = 30
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 10, 10], [40, 0, 10, 10]], dtype=np.float64)
+    still = StillImage(path=None, boxes=boxes, labels=("car", "ship", "car"))
+    (patch,) = lookalike_patches(image, still, 0)
+    assert patch.shape == (10, 10, 3) and (patch == 30).all()
+    unlabelled = StillImage(path=None, boxes=boxes)
+    assert sorted(int(p[0, 0, 0]) for p in lookalike_patches(image, unlabelled, 1)) == [10, 30]
+
+
+def test_lookalike_distractors_change_photo_pairs_only_when_asked(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    busy = dataclasses.replace(cfg.data.augment, distractor_prob=1.0, occluder_prob=0.0, random_target_prob=0.0)
+    def dataset(lookalike_prob: float) -> PairDataset:
+        augment_cfg = dataclasses.replace(busy, lookalike_prob=lookalike_prob)
+        config = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=augment_cfg))
+        return PairDataset(sources[1:], [1], config, seed=0)  # photos only
+    plain, none_asked, lookalikes = dataset(0.0), dataset(0.0), dataset(1.0)
+    keys = [(0, i) for i in range(8)]
+    assert all(torch.equal(plain[k].search, none_asked[k].search) for k in keys)
+    assert any(not torch.equal(plain[k].search, lookalikes[k].search) for k in keys)

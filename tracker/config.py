@@ -135,7 +135,9 @@ class AugmentConfig:
     target, up to ``max_distractors`` copies of other targets pasted into the search crop, and an affine warp that
     turns a still photo into a pseudo next frame (``warp_prob``, for still-image pairs only). With
     ``random_target_prob`` a pair's target is instead a random rectangle of any training frame, its search frame
-    a warp of the same frame: self-supervised pairs that teach matching of anything, not just labelled objects."""
+    a warp of the same frame: self-supervised pairs that teach matching of anything, not just labelled objects.
+    With ``lookalike_prob`` a photo pair's distractors are instead other objects of the target's label from the
+    same photo (hard negatives)."""
 
     gray_prob: float = 0.05
     joint_flip_prob: float = 0.5
@@ -148,6 +150,7 @@ class AugmentConfig:
     distractor_prob: float = 0.0
     random_target_prob: float = 0.0
     max_distractors: int = 2
+    lookalike_prob: float = 0.0
     warp_prob: float = 0.0
 
 

@@ -136,6 +136,23 @@ class _Frames:
     template_box: np.ndarray
     search: np.ndarray
     search_box: np.ndarray
+    lookalikes: tuple[np.ndarray, ...] = ()  # other objects of the target's kind in the same photo (pixels)
+
+
+def lookalike_patches(image: np.ndarray, still: StillImage, target_index: int) -> tuple[np.ndarray, ...]:
+    """The other labelled objects of ``still`` with the target's label (all others when unlabelled), as pixels.
+
+    Another car from the same traffic photo is the negative a tracker meets among look-alikes: same kind, same
+    light, same camera; a pasted object from another photo is told apart by its colour cast alone.
+    """
+    labels = still.labels
+    same_kind = [
+        k
+        for k in range(len(still.boxes))
+        if k != target_index and (not labels or labels[k] == labels[target_index])
+    ]
+    patches = (synth.cut_patch(image, still.boxes[k]) for k in same_kind)
+    return tuple(p for p in patches if p is not None)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,7 +225,7 @@ class PairDataset(Dataset):
         search, search_box = image, box
         if rng.random() < self.cfg.data.augment.warp_prob:
             search, search_box = synth.warp_still(image, box, rng)
-        return _Frames(image, box, search, search_box)
+        return _Frames(image, box, search, search_box, lookalike_patches(image, still, box_index))
 
     def _random_target_frames(self, rng: np.random.Generator) -> _Frames:
         image, _ = self._other_target(rng)
@@ -242,7 +259,7 @@ class PairDataset(Dataset):
         if t_crop is None or s_crop is None:
             return None
         (t_image, _), (s_image, s_in_crop) = t_crop, s_crop
-        s_image = self._synthesise(s_image, s_in_crop, rng)
+        s_image = self._synthesise(s_image, s_in_crop, frames.lookalikes, rng)
         t_float, _ = augment.augment_crop(t_image, t_crop[1], aug, rng, allow_motion_blur=False)
         s_float, s_in_crop = augment.augment_crop(s_image, s_in_crop, aug, rng, allow_motion_blur=True)
         search_box = torch.from_numpy(s_in_crop / data.search.size).float()
@@ -263,7 +280,9 @@ class PairDataset(Dataset):
             return None
         return crop.image, in_crop
 
-    def _synthesise(self, crop: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _synthesise(
+        self, crop: np.ndarray, target: np.ndarray, lookalikes: tuple[np.ndarray, ...], rng: np.random.Generator
+    ) -> np.ndarray:
         aug = self.cfg.data.augment
         want_distractors = rng.random() < aug.distractor_prob
         want_occluder = rng.random() < aug.occluder_prob
@@ -272,8 +291,12 @@ class PairDataset(Dataset):
         other, boxes = self._other_target(rng)
         if want_distractors:
             count = int(rng.integers(1, max(1, aug.max_distractors) + 1))
-            picks = [boxes[int(rng.integers(len(boxes)))] for _ in range(count)]
-            patches = [p for p in (synth.cut_patch(other, b) for b in picks) if p is not None]
+            # Drawn only when there is something to draw from, so recipes without look-alikes keep their data.
+            if lookalikes and aug.lookalike_prob > 0 and rng.random() < aug.lookalike_prob:
+                patches = [lookalikes[int(rng.integers(len(lookalikes)))] for _ in range(count)]
+            else:
+                picks = [boxes[int(rng.integers(len(boxes)))] for _ in range(count)]
+                patches = [p for p in (synth.cut_patch(other, b) for b in picks) if p is not None]
             crop = synth.paste_distractors(crop, target, patches, rng)
         if want_occluder:
             crop = synth.add_occluder(crop, target, synth.random_region(other, rng), rng)
