@@ -13,6 +13,7 @@ from tracker.train import augment, synth
 from tracker.train.datasets import StillImage, load_source
 from tracker.train.sampler import (
     PairDataset,
+    at_most_side,
     box_in_crop,
     causal_frame_ids,
     collate_pairs,
@@ -209,3 +210,61 @@ def test_lookalike_distractors_change_photo_pairs_only_when_asked(sources):
     keys = [(0, i) for i in range(8)]
     assert all(torch.equal(plain[k].search, none_asked[k].search) for k in keys)
     assert any(not torch.equal(plain[k].search, lookalikes[k].search) for k in keys)
+
+
+def test_shrunk_frame_keeps_its_target_under_the_box():
+    rng = np.random.default_rng(0)
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    image[60:140, 100:220] = 255
+    box = np.array([100.0, 60.0, 120.0, 80.0])
+    for _ in range(10):
+        scale = augment.small_target_scale(box, rng)
+        small, small_box = augment.shrink(image, box, scale)
+        side = np.sqrt(small_box[2] * small_box[3])
+        assert augment.SMALL_TARGET_SIDE[0] - 1 <= side <= augment.SMALL_TARGET_SIDE[1] + 1
+        ys, xs = np.nonzero(small[..., 0] > 127)
+        assert abs(xs.mean() - (small_box[0] + small_box[2] / 2)) < 1.0
+        assert abs(ys.mean() - (small_box[1] + small_box[3] / 2)) < 1.0
+    assert augment.small_target_scale(np.array([0.0, 0.0, 4.0, 4.0]), rng) is None  # already tiny: left alone
+
+
+def test_darkened_frames_keep_their_lights():
+    rng = np.random.default_rng(0)
+    image = np.full((40, 40, 3), 128, dtype=np.uint8)
+    image[:10] = 255
+    dark = augment.darken(image, 2.0, rng)
+    assert dark[10:].mean() < 80 and dark[:10].mean() > 240
+
+
+def test_pasted_copies_are_made_as_coarse_as_a_shrunk_target():
+    patch = np.zeros((40, 90, 3), dtype=np.uint8)
+    assert at_most_side(patch, None) is patch and at_most_side(patch, 100.0) is patch
+    assert at_most_side(patch, 12.0).shape == (8, 18, 3)
+    assert at_most_side(patch, 1.0) is None
+
+
+def test_far_and_dark_pairs_change_the_data_only_when_asked(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    quiet = AugmentConfig(gray_prob=0, joint_flip_prob=0, crop_flip_prob=0, brightness_jitter=0)
+
+    def dataset(**probs: float) -> PairDataset:
+        augment_cfg = dataclasses.replace(quiet, **probs)
+        config = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=augment_cfg))
+        return PairDataset(sources, [1, 1], config, seed=0)
+
+    keys = [(0, i) for i in range(8)]
+    plain, none_asked = dataset(), dataset(small_target_prob=0.0, low_light_prob=0.0)
+    assert all(torch.equal(plain[k].search, none_asked[k].search) for k in keys)
+    far, dark = dataset(small_target_prob=1.0), dataset(low_light_prob=1.0)
+    mean = torch.tensor(cfg.data.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.data.std).view(3, 1, 1)
+
+    def brightness(pair) -> float:
+        return float((pair.search * std + mean).mean())
+
+    assert all(brightness(dark[k]) < brightness(plain[k]) for k in keys)
+    # A shrunk target is upsampled into the crop: fewer distinct edges, so neighbouring pixels differ less.
+    def detail(pair) -> float:
+        return float(pair.search.diff(dim=-1).abs().mean())
+
+    assert np.mean([detail(far[k]) for k in keys]) < np.mean([detail(plain[k]) for k in keys])

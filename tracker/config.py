@@ -137,7 +137,9 @@ class AugmentConfig:
     ``random_target_prob`` a pair's target is instead a random rectangle of any training frame, its search frame
     a warp of the same frame: self-supervised pairs that teach matching of anything, not just labelled objects.
     With ``lookalike_prob`` a photo pair's distractors are instead other objects of the target's label from the
-    same photo (hard negatives)."""
+    same photo (hard negatives). With ``small_target_prob`` both frames of a pair are shrunk until the target
+    is a few pixels across, as drones see cars and people; with ``low_light_prob`` both are darkened and given
+    sensor noise, as at night."""
 
     gray_prob: float = 0.05
     joint_flip_prob: float = 0.5
@@ -152,6 +154,8 @@ class AugmentConfig:
     max_distractors: int = 2
     lookalike_prob: float = 0.0
     warp_prob: float = 0.0
+    small_target_prob: float = 0.0
+    low_light_prob: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ from tracker.config import AugmentConfig
 
 BLUR_SIGMA = (0.3, 1.5)  # Gaussian blur sigma range, in pixels of a 128-pixel crop (scaled with the crop)
 MOTION_BLUR_LENGTH = (3.0, 0.06)  # motion-blur streak: from 3 pixels up to this fraction of the crop side
+SMALL_TARGET_SIDE = (6.0, 24.0)  # shrunk target: range of sqrt(w * h) in pixels (drawn log-uniformly)
+LOW_LIGHT_GAMMA = (1.5, 3.0)  # night: intensities (0..1) raised to this power, shadows sink, lamps stay
+LOW_LIGHT_NOISE = (1.0, 6.0)  # ... and Gaussian sensor noise of this sigma (0..255) on the dark frame
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -33,6 +36,34 @@ def flip_box(box: np.ndarray, width: float) -> np.ndarray:
     """Mirror an (x, y, w, h) box of an image ``width`` pixels wide about the vertical centre line."""
     x, y, w, h = box
     return np.array([width - x - w, y, w, h], dtype=np.float64)
+
+
+def small_target_scale(box: np.ndarray, rng: np.random.Generator) -> float | None:
+    """The factor that shrinks ``box`` to a drawn side in ``SMALL_TARGET_SIDE``; None when it is already smaller."""
+    side = math.sqrt(max(float(box[2] * box[3]), 0.0))
+    wanted = math.exp(rng.uniform(math.log(SMALL_TARGET_SIDE[0]), math.log(SMALL_TARGET_SIDE[1])))
+    return wanted / side if wanted < side else None
+
+
+def shrink(image: np.ndarray, box: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The whole frame scaled down by ``scale`` (area averaging, as a camera further away integrates light) and
+    the box with it; each side keeps at least one pixel."""
+    height, width = image.shape[:2]
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return small, box * np.array([new_w / width, new_h / height, new_w / width, new_h / height])
+
+
+def low_light_gamma(rng: np.random.Generator) -> float:
+    return float(rng.uniform(*LOW_LIGHT_GAMMA))
+
+
+def darken(image: np.ndarray, gamma: float, rng: np.random.Generator) -> np.ndarray:
+    """A night version of an RGB uint8 frame: a gamma above 1 darkens mid-tones more than highlights (lights
+    stay bright), then sensor noise."""
+    dark = 255.0 * (image.astype(np.float32) / 255.0) ** np.float32(gamma)
+    noise = rng.normal(0.0, rng.uniform(*LOW_LIGHT_NOISE), size=image.shape).astype(np.float32)
+    return np.clip(dark + noise, 0.0, 255.0).astype(np.uint8)
 
 
 def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:

@@ -13,10 +13,12 @@ data does not depend on the number of workers, their order, or where a resumed r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -137,6 +139,7 @@ class _Frames:
     search: np.ndarray
     search_box: np.ndarray
     lookalikes: tuple[np.ndarray, ...] = ()  # other objects of the target's kind in the same photo (pixels)
+    detail_side: float | None = None  # a shrunk pair's target side (pixels): pasted copies are made as coarse
 
 
 def lookalike_patches(image: np.ndarray, still: StillImage, target_index: int) -> tuple[np.ndarray, ...]:
@@ -153,6 +156,21 @@ def lookalike_patches(image: np.ndarray, still: StillImage, target_index: int) -
     ]
     patches = (synth.cut_patch(image, still.boxes[k]) for k in same_kind)
     return tuple(p for p in patches if p is not None)
+
+
+def at_most_side(patch: np.ndarray, side: float | None) -> np.ndarray | None:
+    """``patch`` shrunk so sqrt(w * h) is at most ``side`` pixels (None: as it is); None when under 2x2 remain.
+
+    A copy pasted beside a shrunk target must be as coarse as the target, or its sharpness gives it away.
+    """
+    height, width = patch.shape[:2]
+    if side is None or side * side >= width * height:
+        return patch
+    scale = side / math.sqrt(width * height)
+    new_w, new_h = round(width * scale), round(height * scale)
+    if new_w < 2 or new_h < 2:
+        return None
+    return cv2.resize(patch, (new_w, new_h), interpolation=cv2.INTER_AREA)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -254,16 +272,40 @@ class PairDataset(Dataset):
         if rng.random() < aug.joint_flip_prob:
             t_box, s_box = augment.flip_box(t_box, t_img.shape[1]), augment.flip_box(s_box, s_img.shape[1])
             t_img, s_img = augment.flip_image(t_img), augment.flip_image(s_img)
+        frames = self._far_or_dark(_Frames(t_img, t_box, s_img, s_box, frames.lookalikes), rng)
+        t_img, t_box, s_img, s_box = frames.template, frames.template_box, frames.search, frames.search_box
         t_crop = self._crop(t_img, t_box, data.template, rng)
         s_crop = self._crop(s_img, s_box, data.search, rng)
         if t_crop is None or s_crop is None:
             return None
         (t_image, _), (s_image, s_in_crop) = t_crop, s_crop
-        s_image = self._synthesise(s_image, s_in_crop, frames.lookalikes, rng)
+        s_image = self._synthesise(s_image, s_in_crop, frames, rng)
         t_float, _ = augment.augment_crop(t_image, t_crop[1], aug, rng, allow_motion_blur=False)
         s_float, s_in_crop = augment.augment_crop(s_image, s_in_crop, aug, rng, allow_motion_blur=True)
         search_box = torch.from_numpy(s_in_crop / data.search.size).float()
         return Pair(self.normalize(t_float)[0], self.normalize(s_float)[0], search_box)
+
+    def _far_or_dark(self, frames: _Frames, rng: np.random.Generator) -> _Frames:
+        """The pair seen from further away (target a few pixels across) and/or at night, as the config asks.
+
+        Both frames change alike: one camera, one scene. A draw is made only when its probability is set, so
+        recipes without these keep their data.
+        """
+        aug = self.cfg.data.augment
+        if aug.small_target_prob > 0 and rng.random() < aug.small_target_prob:
+            scale = augment.small_target_scale(frames.template_box, rng)
+            if scale is not None:
+                (t_img, t_box), (s_img, s_box) = (
+                    augment.shrink(frames.template, frames.template_box, scale),
+                    augment.shrink(frames.search, frames.search_box, scale),
+                )
+                side = math.sqrt(float(s_box[2] * s_box[3]))
+                frames = _Frames(t_img, t_box, s_img, s_box, frames.lookalikes, side)
+        if aug.low_light_prob > 0 and rng.random() < aug.low_light_prob:
+            gamma = augment.low_light_gamma(rng)
+            template, search = augment.darken(frames.template, gamma, rng), augment.darken(frames.search, gamma, rng)
+            frames = dataclasses.replace(frames, template=template, search=search)
+        return frames
 
     def _crop(self, image, box, crop_cfg, rng) -> tuple[np.ndarray, np.ndarray] | None:
         """Crop around the jittered box; None if impossible, all padding, or the target centre falls outside."""
@@ -281,9 +323,9 @@ class PairDataset(Dataset):
         return crop.image, in_crop
 
     def _synthesise(
-        self, crop: np.ndarray, target: np.ndarray, lookalikes: tuple[np.ndarray, ...], rng: np.random.Generator
+        self, crop: np.ndarray, target: np.ndarray, frames: _Frames, rng: np.random.Generator
     ) -> np.ndarray:
-        aug = self.cfg.data.augment
+        aug, lookalikes = self.cfg.data.augment, frames.lookalikes
         want_distractors = rng.random() < aug.distractor_prob
         want_occluder = rng.random() < aug.occluder_prob
         if not (want_distractors or want_occluder):
@@ -297,7 +339,8 @@ class PairDataset(Dataset):
             else:
                 picks = [boxes[int(rng.integers(len(boxes)))] for _ in range(count)]
                 patches = [p for p in (synth.cut_patch(other, b) for b in picks) if p is not None]
-            crop = synth.paste_distractors(crop, target, patches, rng)
+            coarse = (at_most_side(p, frames.detail_side) for p in patches)
+            crop = synth.paste_distractors(crop, target, [p for p in coarse if p is not None], rng)
         if want_occluder:
             crop = synth.add_occluder(crop, target, synth.random_region(other, rng), rng)
         return crop
