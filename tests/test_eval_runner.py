@@ -1,7 +1,9 @@
 """The runner, the OpenCV baselines and the CLI on tiny synthetic sequences."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -255,3 +257,31 @@ def test_spec_config_overrides_name_a_bad_key_or_value_in_one_line():
         parse_tracker_spec(f"config={TINY_YAML},TRACK.CLIP_MARGIN=0").make()
     with pytest.raises(InputError, match="config key"):
         parse_tracker_spec(f"config={TINY_YAML},test.search_factor=3")
+
+
+def _init_shifts_script():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "init_shifts.py"
+    spec = importlib.util.spec_from_file_location("init_shifts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_init_shift_benchmark_runs_each_shift_and_averages(tmp_path, capsys):
+    script = _init_shifts_script()
+    root = make_otb(tmp_path / "otb", count=3)
+    args = ["--dataset", str(root), "--sequences", "Square", "--baselines", "mil", "--no-progress", "--no-plots"]
+    out = tmp_path / "shifts"
+    assert script.main([*args, "--out", str(out), "--shifts", "0,0", "3,-2"]) == 0
+    table = json.loads((out / "shifts.json").read_text())["by_tracker"]["OpenCV MIL"]
+    assert list(table) == ["0,0", "3,-2"]
+    moved = json.loads((out / "shift_3_-2" / "results.json").read_text())
+    assert moved["settings"]["init_shift"] == "3,-2"
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0  # the zero shift is the plain evaluation
+    plain = json.loads((tmp_path / "plain" / "results.json").read_text())
+    assert table["0,0"]["auc"] == pytest.approx(plain["trackers"][0]["mean"]["auc"])
+    mean = (table["0,0"]["auc"] + table["3,-2"]["auc"]) / 2
+    assert f"| {mean:.3f} |" in (out / "shifts.md").read_text()
+    with pytest.raises(SystemExit):
+        script.main([*args, "--out", str(out), "--init-shift", "1,0"])
+    assert "--shifts" in capsys.readouterr().err

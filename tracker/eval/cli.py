@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed set before every run (default 0)")
     parser.add_argument(
         "--init-shift",
-        type=_shift,
+        type=shift_text,
         default=(0.0, 0.0),
         metavar="DX,DY",
         help="move every init box by these pixels, to see how much a score depends on the exact first box",
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shift(text: str) -> tuple[float, float]:
+def shift_text(text: str) -> tuple[float, float]:
     try:
         dx, dy = (float(v) for v in text.split(","))
     except ValueError:
