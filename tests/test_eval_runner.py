@@ -255,6 +255,10 @@ def test_spec_config_overrides_name_a_bad_key_or_value_in_one_line():
         parse_tracker_spec(f"config={TINY_YAML},TRACK.SIZE_UPDATE=0").make()
     with pytest.raises(ConfigError, match=r"TRACK\.CLIP_MARGIN must be 1 pixel or more"):
         parse_tracker_spec(f"config={TINY_YAML},TRACK.CLIP_MARGIN=0").make()
+    with pytest.raises(ConfigError, match=r"TRACK\.SCALE_PENALTY must be 0 \(off\) or more"):
+        parse_tracker_spec(f"config={TINY_YAML},TRACK.SCALE_PENALTY=-1").make()
+    with pytest.raises(ConfigError, match=r"MODEL\.TEMPLATE_CONTEXT_GAIN must be from 0 to 1"):
+        parse_tracker_spec(f"config={TINY_YAML},MODEL.TEMPLATE_CONTEXT_GAIN=2").make()
     with pytest.raises(InputError, match="config key"):
         parse_tracker_spec(f"config={TINY_YAML},test.search_factor=3")
 

@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers import TINY_WEIGHTS, TINY_YAML
 from tracker import Box, InputError, build_tracker
-from tracker.preprocess import crop_around, to_bgr_uint8
+from tracker.preprocess import crop_around, dim_template_context, to_bgr_uint8
 from tracker.single import clip_box
 
 
@@ -122,9 +122,9 @@ def test_cuda_without_gpu_is_a_clear_error():
         build_tracker(TINY_YAML, device="cuda")
 
 
-def _tracker_predicting_twice_the_size(size_update: float):
-    """A tracker whose network always puts the target at the crop centre at twice the previous (square) box's
-    size."""
+def _tracker_with_maps(score, size, **track):
+    """A tracker whose network always answers with these score and size maps (zero offsets); ``track`` sets
+    ``TRACK`` fields."""
     import dataclasses
 
     from tracker.accel import Network
@@ -132,15 +132,23 @@ def _tracker_predicting_twice_the_size(size_update: float):
     from tracker.single import SingleTracker
 
     model, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
-    cfg = dataclasses.replace(cfg, track=dataclasses.replace(cfg.track, size_update=size_update))
+    cfg = dataclasses.replace(cfg, track=dataclasses.replace(cfg.track, **track))
+    offset = torch.zeros_like(size)
+    network = Network("fake", "fp32", lambda t, s: (score, size, offset), "exact")
+    return SingleTracker(model, cfg, "cpu", network=network)
+
+
+def _tracker_predicting_twice_the_size(size_update: float, scale_penalty: float = 0.0):
+    """The network always puts the target at the crop centre at twice the previous (square) box's size."""
+    from tracker.build import load_model
+
+    _, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
     side = cfg.search_tokens_side
     # The previous box spans 1 / SEARCH_FACTOR of the crop; the network says twice that, centred.
     size = torch.full((1, 2, side, side), 2.0 / cfg.test.search_factor)
     score = torch.zeros(1, 1, side, side)
     score[0, 0, side // 2, side // 2] = 1.0
-    offset = torch.zeros(1, 2, side, side)
-    network = Network("fake", "fp32", lambda t, s: (score, size, offset), "exact")
-    return SingleTracker(model, cfg, "cpu", network=network)
+    return _tracker_with_maps(score, size, size_update=size_update, scale_penalty=scale_penalty)
 
 
 @pytest.mark.parametrize("size_update", [1.0, 0.5, 0.25])
@@ -152,3 +160,52 @@ def test_size_update_moves_the_box_that_share_of_the_way_to_the_prediction(size_
     assert box.w == pytest.approx(40 * (1 + size_update), rel=1e-3)
     assert box.h == pytest.approx(40 * (1 + size_update), rel=1e-3)
     assert box.cx == pytest.approx(320, abs=0.5) and box.cy == pytest.approx(220, abs=0.5)
+
+
+@pytest.mark.parametrize("penalty", [0.2, 1.0])
+def test_scale_penalty_slows_an_abrupt_size_change(penalty):
+    tracker = _tracker_predicting_twice_the_size(0.5, penalty)
+    frame = _frame(480, 640)
+    tracker.init(frame, Box(300, 200, 40, 40))
+    box = tracker.update(frame).box
+    # side twice the previous, same aspect: the penalty is exp(-k * (2 - 1)), and it scales the size update
+    assert box.w == pytest.approx(40 * (1 + 0.5 * np.exp(-penalty)), rel=1e-3)
+    assert box.h == pytest.approx(box.w, rel=1e-6)
+
+
+def test_scale_penalty_prefers_a_candidate_of_the_previous_size():
+    from tracker.build import load_model
+
+    _, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
+    side, centre = cfg.search_tokens_side, cfg.search_tokens_side // 2
+    same = 1.0 / cfg.test.search_factor  # the previous box's side, as a share of the crop
+    size = torch.full((1, 2, side, side), same)
+    size[0, :, centre, centre] = 3 * same  # the strongest peak claims a box three times as large
+    score = torch.zeros(1, 1, side, side)
+    score[0, 0, centre, centre], score[0, 0, centre, centre + 1] = 1.0, 0.8
+    frame = _frame(480, 640)
+    for penalty, expected_width in ((0.0, 120.0), (1.0, 40.0)):
+        tracker = _tracker_with_maps(score, size, scale_penalty=penalty)
+        tracker.init(frame, Box(300, 200, 40, 40))
+        assert tracker.update(frame).box.w == pytest.approx(expected_width, rel=1e-3)
+
+
+def test_template_context_is_dimmed_outside_the_box_only():
+    template = torch.ones(1, 3, 8, 8)
+    assert dim_template_context(template, np.array([2.0, 2.0, 3.0, 4.0]), 1.0) is template
+    dimmed = dim_template_context(template, np.array([2.0, 2.0, 3.0, 4.0]), 0.5)
+    assert (dimmed[..., 2:6, 2:5] == 1).all() and dimmed.sum() == 3 * (12 + 0.5 * 52)
+
+
+def test_tracker_dims_its_template_context_when_the_config_asks():
+    plain = build_tracker(TINY_YAML, TINY_WEIGHTS, device="cpu", backend="eager")
+    dimmed = build_tracker(
+        TINY_YAML, TINY_WEIGHTS, device="cpu", backend="eager", overrides={"MODEL.TEMPLATE_CONTEXT_GAIN": "0.5"}
+    )
+    frame, box = _frame(), Box(140, 100, 16, 32)  # a tall box: 1:2, centred in the template crop
+    plain.init(frame, box)
+    dimmed.init(frame, box)
+    ratio = dimmed.template / plain.template
+    side = ratio.shape[-1]
+    assert torch.allclose(ratio[..., :, : side // 4 - 1], torch.tensor(0.5))  # left of the box: context
+    assert torch.allclose(ratio[..., side // 3 : 2 * side // 3, side // 2], torch.tensor(1.0))  # the target

@@ -65,12 +65,18 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """``template_context_gain`` (ours; 1.0 is official): the template's pixels outside the target box are pulled
+    this far towards the mean colour (in normalised units, a multiplication), at training and at test time alike.
+    It tells a model which part of the template is the target, so the target's shape (its aspect) is in the input
+    instead of having to be read from the object's outline."""
+
     pretrain_file: str = "mae_pretrain_vit_base.pth"
     extra_merger: bool = False
     return_inter: bool = False
     return_stages: tuple[int, ...] = (2, 5, 8, 11)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    template_context_gain: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,10 @@ class TrackConfig:
     size bias that compounds from frame to frame, and a partial update damps it.
     ``clip_margin``: the fewest pixels of width and height the tracked box keeps, and keeps inside the frame.
     OSTrack's own clip uses 10; below that, a target smaller than 10 px can be boxed at its own size.
+    ``scale_penalty``: 0 is OSTrack's own peak choice. Above 0, each candidate's score is weighed down by how much
+    its predicted size and aspect differ from the previous box, ``exp(-k * (r * s - 1))`` with ``r`` and ``s`` the
+    aspect and side ratios (each 1 or more), as the SiamRPN family does; the peak's penalty also scales that step's
+    size update, so an abrupt change of size needs an abrupt change of evidence.
     """
 
     lost_score: float = 0.25
@@ -206,6 +216,7 @@ class TrackConfig:
     trail_length: int = 24
     size_update: float = 1.0
     clip_margin: int = 10
+    scale_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -464,6 +475,10 @@ def _validate_test_and_track(cfg: Config, fail) -> None:
         fail(f"TRACK.TRAIL_LENGTH must be 0 or more, got {track.trail_length}")
     if not 0 < track.size_update <= 1:
         fail(f"TRACK.SIZE_UPDATE must be above 0 and at most 1, got {track.size_update}")
+    if not 0 <= cfg.model.template_context_gain <= 1:
+        fail(f"MODEL.TEMPLATE_CONTEXT_GAIN must be from 0 to 1, got {cfg.model.template_context_gain}")
+    if track.scale_penalty < 0:
+        fail(f"TRACK.SCALE_PENALTY must be 0 (off) or more, got {track.scale_penalty}")
     if track.clip_margin < 1:
         fail(f"TRACK.CLIP_MARGIN must be 1 pixel or more, got {track.clip_margin}")
 

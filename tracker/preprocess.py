@@ -83,6 +83,30 @@ def crop_window(box: Box, factor: float, width: int, height: int) -> CropWindow:
     )
 
 
+def box_in_crop(box: np.ndarray, around: Box, factor: float, output_size: int) -> np.ndarray:
+    """``box`` (x, y, w, h, frame pixels) in the pixels of ``crop_around(image, around, factor, output_size)``.
+
+    Uses the crop's real (rounded) top-left corner from ``crop_window``, so a label sits on the pixels the network
+    sees.
+    """
+    win = crop_window(around, factor, 1, 1)  # the frame size only affects padding, not the corner or side
+    scale = output_size / win.size
+    return np.array([(box[0] - win.x1) * scale, (box[1] - win.y1) * scale, box[2] * scale, box[3] * scale])
+
+
+def dim_template_context(template: torch.Tensor, box: np.ndarray, gain: float) -> torch.Tensor:
+    """A normalised template (N, 3, S, S) with the pixels outside ``box`` (x, y, w, h in crop pixels) multiplied
+    by ``gain``: pulled towards the mean colour, which normalises to 0 (``MODEL.TEMPLATE_CONTEXT_GAIN``)."""
+    if gain == 1.0:
+        return template
+    side = template.shape[-1]
+    x1, y1 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+    x2, y2 = min(side, math.ceil(box[0] + box[2])), min(side, math.ceil(box[1] + box[3]))
+    weight = torch.full((side, side), gain, dtype=template.dtype, device=template.device)
+    weight[y1:y2, x1:x2] = 1.0
+    return template * weight
+
+
 def crop_around(image: np.ndarray, box: Box, factor: float, output_size: int, with_mask: bool = True) -> Crop:
     """A square of side ``ceil(sqrt(w*h) * factor)`` centred on ``box``, zero-padded, resized to ``output_size``.
 

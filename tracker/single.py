@@ -21,7 +21,15 @@ from tracker.errors import InputError, TrackerError
 from tracker.models.candidate import template_focus_mask
 from tracker.models.head import decode_boxes
 from tracker.models.ostrack import OSTrack
-from tracker.preprocess import Normalizer, crop_around, crop_around_torch, hann2d, to_bgr_uint8
+from tracker.preprocess import (
+    Normalizer,
+    box_in_crop,
+    crop_around,
+    crop_around_torch,
+    dim_template_context,
+    hann2d,
+    to_bgr_uint8,
+)
 from tracker.types import Box, TrackResult
 
 
@@ -104,7 +112,10 @@ class SingleTracker:
         image = to_bgr_uint8(frame_bgr)
         box = validate_init_box(box, image.shape[1], image.shape[0])
         with _memory_errors(self.device):
-            self.template, _ = self._crop(image, box, self.cfg.test.template_factor, self.cfg.test.template_size)
+            factor, size = self.cfg.test.template_factor, self.cfg.test.template_size
+            template, _ = self._crop(image, box, factor, size)
+            in_crop = box_in_crop(np.array(box.as_list()), box, factor, size)
+            self.template = dim_template_context(template, in_crop, self.cfg.model.template_context_gain)
         self.state = box
         self.frame_size = (image.shape[1], image.shape[0])
 
@@ -122,14 +133,20 @@ class SingleTracker:
             )
             out = self.last_output = self.network(self.template, search)
         score = out.score_map
-        box = decode_boxes(self.window * score, out.size_map, out.offset_map).view(-1, 4)
+        weighted, size_rate = self.window * score, self.cfg.track.size_update
+        if self.cfg.track.scale_penalty > 0:
+            penalty = self._size_change_penalty(out.size_map, resize_factor)
+            weighted = weighted * penalty
+            size_rate *= float(penalty.flatten()[weighted.flatten().argmax()])
+        box = decode_boxes(weighted, out.size_map, out.offset_map).view(-1, 4)
         # The official tracker scales in float32 before leaving torch; keep that to match it to the bit.
         in_crop = (box.mean(dim=0) * self.cfg.test.search_size / resize_factor).tolist()
         raw_score = float(score.max())
         if not all(math.isfinite(v) for v in in_crop) or not math.isfinite(raw_score):
             # A broken step (NaN/inf from the network) keeps the last box and reports no confidence.
             return TrackResult(self.state, 0.0, (time.perf_counter() - start) * 1e3)
-        self.state = clip_box(self._map_back(in_crop, resize_factor), width, height, self.cfg.track.clip_margin)
+        moved = self._map_back(in_crop, resize_factor, size_rate)
+        self.state = clip_box(moved, width, height, self.cfg.track.clip_margin)
         self.frame_size = (width, height)
         return TrackResult(self.state, raw_score, (time.perf_counter() - start) * 1e3)
 
@@ -144,14 +161,23 @@ class SingleTracker:
         crop = crop_around(image_bgr, box, factor, size, with_mask=False)
         return self.normalize(cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB)), crop.resize_factor
 
-    def _map_back(self, in_crop: list[float], resize_factor: float) -> Box:
+    def _size_change_penalty(self, size_map: torch.Tensor, resize_factor: float) -> torch.Tensor:
+        """``exp(-k * (r * s - 1))`` per candidate: ``s`` and ``r`` are how many times its side and aspect differ
+        from the previous box's (each 1 or more), ``k`` is ``TRACK.SCALE_PENALTY``; shaped like the score map."""
+        to_frame = self.cfg.test.search_size / resize_factor
+        width, height = size_map[:, 0:1] * to_frame, size_map[:, 1:2] * to_frame
+        side = torch.sqrt((width * height).clamp_min(1e-6) / (self.state.w * self.state.h))
+        aspect = (width / height.clamp_min(1e-6)) / (self.state.w / self.state.h)
+        change = torch.maximum(side, 1 / side) * torch.maximum(aspect, 1 / aspect.clamp_min(1e-6))
+        return torch.exp(-self.cfg.track.scale_penalty * (change - 1))
+
+    def _map_back(self, in_crop: list[float], resize_factor: float, size_rate: float) -> Box:
         """Crop-pixel (cx, cy, w, h) to a frame-pixel box, relative to the previous (unrounded) centre; the size
-        moves ``TRACK.SIZE_UPDATE`` of the way from the previous box's to the predicted one (1.0: official)."""
+        moves ``size_rate`` of the way from the previous box's to the predicted one (1.0: official)."""
         cx, cy, w, h = in_crop
-        rate = self.cfg.track.size_update
-        if rate < 1.0:
-            w = self.state.w + rate * (w - self.state.w)
-            h = self.state.h + rate * (h - self.state.h)
+        if size_rate < 1.0:
+            w = self.state.w + size_rate * (w - self.state.w)
+            h = self.state.h + size_rate * (h - self.state.h)
         half = 0.5 * self.cfg.test.search_size / resize_factor
         cx_frame = cx + (self.state.cx - half)
         cy_frame = cy + (self.state.cy - half)

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from tracker.config import Config
 from tracker.errors import ConfigError, InputError
-from tracker.preprocess import Normalizer, crop_around, crop_window
+from tracker.preprocess import Normalizer, box_in_crop, crop_around, dim_template_context
 from tracker.train import augment, synth
 from tracker.train.datasets import StillImage, TrackSequence, TrainingSource
 from tracker.types import Box
@@ -113,17 +113,6 @@ def jitter_box(box: np.ndarray, center_jitter: float, scale_jitter: float, rng: 
     max_offset = math.sqrt(float(size[0] * size[1])) * center_jitter
     centre = box[0:2] + 0.5 * box[2:4] + max_offset * (rng.random(2) - 0.5)
     return np.concatenate([centre - 0.5 * size, size])
-
-
-def box_in_crop(box: np.ndarray, around: Box, factor: float, output_size: int) -> np.ndarray:
-    """``box`` (frame pixels) in the pixels of ``crop_around(image, around, factor, output_size)``.
-
-    Uses the crop's real (rounded) top-left corner from ``crop_window``, the geometry ``crop_around`` uses, so the
-    label sits on the pixels the network sees.
-    """
-    win = crop_window(around, factor, 1, 1)  # the frame size only affects padding, not the corner or side
-    scale = output_size / win.size
-    return np.array([(box[0] - win.x1) * scale, (box[1] - win.y1) * scale, box[2] * scale, box[3] * scale])
 
 
 def crop_is_possible(box: np.ndarray, factor: float) -> bool:
@@ -280,10 +269,11 @@ class PairDataset(Dataset):
             return None
         (t_image, _), (s_image, s_in_crop) = t_crop, s_crop
         s_image = self._synthesise(s_image, s_in_crop, frames, rng)
-        t_float, _ = augment.augment_crop(t_image, t_crop[1], aug, rng, allow_motion_blur=False)
+        t_float, t_in_crop = augment.augment_crop(t_image, t_crop[1], aug, rng, allow_motion_blur=False)
         s_float, s_in_crop = augment.augment_crop(s_image, s_in_crop, aug, rng, allow_motion_blur=True)
         search_box = torch.from_numpy(s_in_crop / data.search.size).float()
-        return Pair(self.normalize(t_float)[0], self.normalize(s_float)[0], search_box)
+        template = dim_template_context(self.normalize(t_float), t_in_crop, self.cfg.model.template_context_gain)
+        return Pair(template[0], self.normalize(s_float)[0], search_box)
 
     def _far_or_dark(self, frames: _Frames, rng: np.random.Generator) -> _Frames:
         """The pair seen from further away (target a few pixels across) and/or at night, as the config asks.
