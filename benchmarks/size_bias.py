@@ -27,18 +27,14 @@ from tracker.eval.sequence import Sequence
 from tracker.single import SingleTracker
 
 
-def usable(box: np.ndarray) -> bool:
-    return bool(np.isfinite(box).all() and box[2] > 0 and box[3] > 0)
-
-
 def sequence_bias(tracker: SingleTracker, sequence: Sequence, frames: int) -> tuple[float, float, int]:
     """Median log width and height ratios of one-step predictions, and how many steps were measured."""
-    truth = sequence.groundtruth
+    truth, visible = sequence.groundtruth, sequence.visible
     ratios = []
     frames_iter = sequence.frames(frames)
     previous = next(frames_iter)
     for index, current in enumerate(frames_iter, start=1):
-        if usable(truth[index - 1]) and usable(truth[index]):
+        if visible[index - 1] and visible[index]:
             tracker.init(previous, Box.from_xywh(truth[index - 1]))
             box = tracker.update(current).box
             ratios.append((np.log(box.w / truth[index, 2]), np.log(box.h / truth[index, 3])))

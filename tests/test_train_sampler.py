@@ -8,13 +8,12 @@ import torch
 
 from tests import train_fixtures as fx
 from tracker.config import AugmentConfig, load_config
-from tracker.preprocess import crop_around
+from tracker.preprocess import box_in_crop, crop_around
 from tracker.train import augment, synth
 from tracker.train.datasets import StillImage, load_source
 from tracker.train.sampler import (
     PairDataset,
     at_most_side,
-    box_in_crop,
     causal_frame_ids,
     collate_pairs,
     jitter_box,
