@@ -263,16 +263,16 @@ def test_spec_config_overrides_name_a_bad_key_or_value_in_one_line():
         parse_tracker_spec(f"config={TINY_YAML},test.search_factor=3")
 
 
-def _init_shifts_script():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "init_shifts.py"
-    spec = importlib.util.spec_from_file_location("init_shifts", path)
+def _benchmark_script(name: str):
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_init_shift_benchmark_runs_each_shift_and_averages(tmp_path, capsys):
-    script = _init_shifts_script()
+    script = _benchmark_script("init_shifts")
     root = make_otb(tmp_path / "otb", count=3)
     args = ["--dataset", str(root), "--sequences", "Square", "--baselines", "mil", "--no-progress", "--no-plots"]
     out = tmp_path / "shifts"
@@ -289,3 +289,22 @@ def test_init_shift_benchmark_runs_each_shift_and_averages(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([*args, "--out", str(out), "--init-shift", "1,0"])
     assert "--shifts" in capsys.readouterr().err
+
+
+class _StandStill:
+    """A tracker that never moves or resizes its box: its one-step ratios are exactly its starting error."""
+
+    def init(self, frame, box: Box) -> None:
+        self.state = box
+
+    def update(self, frame) -> TrackResult:
+        return TrackResult(self.state, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_size_bias_starts_each_step_from_the_scaled_true_box(tmp_path, scale):
+    script = _benchmark_script("size_bias")
+    root = make_otb(tmp_path / "otb", count=6)
+    square = next(s for s in load_dataset(root, "otb", None) if s.name == "Square")
+    width, height, steps = script.sequence_bias(_StandStill(), square, frames=6, start_scale=scale)
+    assert steps == 5 and width == pytest.approx(math.log(scale)) and height == pytest.approx(math.log(scale))

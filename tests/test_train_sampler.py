@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests import train_fixtures as fx
-from tracker.config import AugmentConfig, load_config
+from tracker.config import AugmentConfig, ConfigError, load_config, with_overrides
 from tracker.preprocess import box_in_crop, crop_around
 from tracker.train import augment, synth
 from tracker.train.datasets import StillImage, load_source
@@ -18,6 +18,7 @@ from tracker.train.sampler import (
     collate_pairs,
     jitter_box,
     lookalike_patches,
+    undersize_box,
 )
 from tracker.types import Box
 
@@ -52,6 +53,17 @@ def test_jitter_follows_the_ostrack_rule():
     ratio = np.abs(offsets) / bound[:, None]  # uniform on [0, 1] in each axis
     assert (ratio <= 1 + 1e-9).all() and (ratio.max(axis=0) > 0.99).all()
     assert np.allclose(ratio.mean(axis=0), 0.5, atol=0.03)
+
+
+def test_undersized_boxes_keep_their_centre_and_shrink_log_uniformly():
+    rng = np.random.default_rng(0)
+    box = np.array([100.0, 50.0, 40.0, 10.0])
+    boxes = np.array([undersize_box(box, 0.4, rng) for _ in range(4000)])
+    assert np.allclose(boxes[:, :2] + 0.5 * boxes[:, 2:], [120.0, 55.0])
+    factors = boxes[:, 2] / 40.0
+    assert np.allclose(boxes[:, 3] / 10.0, factors)  # one factor for both sides: the aspect is kept
+    assert factors.min() >= 0.4 and factors.max() <= 1.0
+    assert abs(np.log(factors).mean() - 0.5 * np.log(0.4)) < 0.02
 
 
 @pytest.mark.parametrize("around", [(37.3, 20.6, 21.0, 13.0), (2.0, 1.0, 30.0, 40.0), (70.0, 50.0, 25.0, 18.0)])
@@ -267,3 +279,31 @@ def test_far_and_dark_pairs_change_the_data_only_when_asked(sources):
         return float(pair.search.diff(dim=-1).abs().mean())
 
     assert np.mean([detail(far[k]) for k in keys]) < np.mean([detail(plain[k]) for k in keys])
+
+
+def test_undersized_search_crops_show_a_bigger_target_under_its_label(sources):
+    cfg = load_config(fx.TRAIN_YAML)
+    quiet = AugmentConfig(gray_prob=0, joint_flip_prob=0, crop_flip_prob=0, brightness_jitter=0)
+
+    def dataset(undersize_prob: float) -> PairDataset:
+        search = dataclasses.replace(cfg.data.search, undersize_prob=undersize_prob, undersize_min=0.5)
+        data = dataclasses.replace(cfg.data, augment=quiet, search=search)
+        return PairDataset(sources[:1], [1], dataclasses.replace(cfg, data=data), seed=0)
+
+    plain, undersized = dataset(0.0), dataset(1.0)
+    keys = [(0, i) for i in range(16)]
+    areas = [(float(plain[k].search_box[2:].prod()), float(undersized[k].search_box[2:].prod())) for k in keys]
+    ratio = np.exp(np.mean([np.log(u / p) for p, u in areas]))
+    assert 1.2 < ratio < 4.0  # side factors in [0.5, 1]: areas grow by 1 to 4 times, 2 on the geometric mean
+    mean, std = torch.tensor(cfg.data.mean).view(3, 1, 1), torch.tensor(cfg.data.std).view(3, 1, 1)
+    for key in keys:
+        pair = undersized[key]
+        x, y, w, h = (pair.search_box * 64).tolist()
+        red, green, blue = ((pair.search * std + mean) * 255)[:, int(y + h / 2), int(x + w / 2)].tolist()
+        assert red > 200 and green > 150 and blue < 110  # the block's RGB (250, 200, 40)
+
+
+@pytest.mark.parametrize("key, value", [("UNDERSIZE_PROB", "1.5"), ("UNDERSIZE_MIN", "0")])
+def test_undersize_keys_out_of_range_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"DATA.SEARCH.{key}"):
+        with_overrides(load_config(fx.TRAIN_YAML), {f"DATA.SEARCH.{key}": value})

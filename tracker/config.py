@@ -123,13 +123,19 @@ class DatasetsConfig:
 
 @dataclass(frozen=True)
 class CropConfig:
-    """Training crop of one branch: output size in pixels, context factor and augmentation jitter."""
+    """Training crop of one branch: output size in pixels, context factor and augmentation jitter.
+
+    Ours, off by default: with ``undersize_prob`` the box the crop is cut around is also shrunk, its side times a
+    factor drawn log-uniformly from [``undersize_min``, 1], the state a tracker is in once its box has shrunk
+    below the target; trained on it, the head learns to grow the box back instead of shrinking it further."""
 
     size: int = 128
     factor: float = 2.0
     center_jitter: float = 0.0
     scale_jitter: float = 0.0
     number: int = 1
+    undersize_prob: float = 0.0
+    undersize_min: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -444,6 +450,11 @@ def _validated(cfg: Config, source: str) -> Config:
         fail("DATA.MEAN and DATA.STD need three values (R, G, B)")
     if not all(math.isfinite(v) for v in cfg.data.mean) or not all(math.isfinite(v) and v > 0 for v in cfg.data.std):
         fail("DATA.MEAN values must be finite numbers and DATA.STD values finite and above 0")
+    for label, crop in (("DATA.TEMPLATE", cfg.data.template), ("DATA.SEARCH", cfg.data.search)):
+        if not 0 <= crop.undersize_prob <= 1:  # also false for NaN
+            fail(f"{label}.UNDERSIZE_PROB must be a probability between 0 and 1, got {crop.undersize_prob}")
+        if not 0 < crop.undersize_min <= 1:
+            fail(f"{label}.UNDERSIZE_MIN must be a side factor above 0 and at most 1, got {crop.undersize_min}")
     _validate_test_and_track(cfg, fail)
     _validate_grounding(cfg.grounding, fail)
     return cfg

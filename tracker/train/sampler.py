@@ -115,6 +115,13 @@ def jitter_box(box: np.ndarray, center_jitter: float, scale_jitter: float, rng: 
     return np.concatenate([centre - 0.5 * size, size])
 
 
+def undersize_box(box: np.ndarray, min_factor: float, rng: np.random.Generator) -> np.ndarray:
+    """The box shrunk about its centre, its side times a factor drawn log-uniformly from [min_factor, 1]."""
+    factor = math.exp(rng.uniform(math.log(min_factor), 0.0))
+    centre, size = box[0:2] + 0.5 * box[2:4], box[2:4] * factor
+    return np.concatenate([centre - 0.5 * size, size])
+
+
 def crop_is_possible(box: np.ndarray, factor: float) -> bool:
     return bool(np.isfinite(box).all()) and math.ceil(math.sqrt(max(box[2] * box[3], 0.0)) * factor) >= 1
 
@@ -300,6 +307,9 @@ class PairDataset(Dataset):
     def _crop(self, image, box, crop_cfg, rng) -> tuple[np.ndarray, np.ndarray] | None:
         """Crop around the jittered box; None if impossible, all padding, or the target centre falls outside."""
         jittered = jitter_box(box, crop_cfg.center_jitter, crop_cfg.scale_jitter, rng)
+        # Drawn only when set, so recipes without it keep their data.
+        if crop_cfg.undersize_prob > 0 and rng.random() < crop_cfg.undersize_prob:
+            jittered = undersize_box(jittered, crop_cfg.undersize_min, rng)
         if not crop_is_possible(jittered, crop_cfg.factor) or not crop_is_possible(box, 1.0):
             return None
         around = Box.from_xywh(jittered)
