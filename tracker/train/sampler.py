@@ -305,9 +305,10 @@ class PairDataset(Dataset):
         return frames
 
     def _crop(self, image, box, crop_cfg, rng) -> tuple[np.ndarray, np.ndarray] | None:
-        """Crop around the jittered box; None if impossible, all padding, or the target centre falls outside."""
+        """Crop around the jittered (and, when the config asks, undersized) box; None if impossible, all padding,
+        or the target centre falls outside."""
         jittered = jitter_box(box, crop_cfg.center_jitter, crop_cfg.scale_jitter, rng)
-        # Drawn only when set, so recipes without it keep their data.
+        # The undersize draw is made only when it is set, so recipes without it keep their data.
         if crop_cfg.undersize_prob > 0 and rng.random() < crop_cfg.undersize_prob:
             jittered = undersize_box(jittered, crop_cfg.undersize_min, rng)
         if not crop_is_possible(jittered, crop_cfg.factor) or not crop_is_possible(box, 1.0):
