@@ -14,7 +14,7 @@ from tracker import CheckpointError, load_config, load_model
 from tracker import build as build_module
 from tracker import weights as weights_module
 from tracker.arch import parameter_count
-from tracker.checkpoint import read_checkpoint
+from tracker.checkpoint import read_checkpoint, save_safetensors
 from tracker.weights import default_weights, file_sha256, main, resolve_weights
 
 pytestmark = pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="shared/conformance is not beside the repo")
@@ -114,6 +114,44 @@ def test_convert_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", str(FULL), str(out), "--config", str(TINY_YAML), "--force"]) == 0
     assert read_checkpoint(out).config is not None
     assert not list(tmp_path.glob("*.partial.*"))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# average
+
+
+def _shifted_copy(converted, path, shift, **model_changes):
+    """``converted`` with ``shift`` added to every floating-point tensor, and optionally another MODEL config."""
+    model, cfg = load_model(None, converted)
+    state = {k: v + shift if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_changes))
+    save_safetensors(state, cfg, path)
+    return path
+
+
+def test_average_writes_the_mean_of_the_tensors(tmp_path, converted, capsys):
+    up = _shifted_copy(converted, tmp_path / "up.safetensors", 1.0)
+    down = _shifted_copy(converted, tmp_path / "down.safetensors", -3.0)
+    out = tmp_path / "soup.safetensors"
+    assert main(["average", str(out), str(up), str(down)]) == 0
+    assert "it loads to an identical model" in capsys.readouterr().out
+    base, _ = load_model(None, converted)
+    soup, cfg = load_model(None, out)
+    assert cfg == load_model(None, up)[1]
+    for key, value in base.state_dict().items():
+        expected = value - 1.0 if value.is_floating_point() else value
+        torch.testing.assert_close(soup.state_dict()[key], expected, rtol=0, atol=1e-5)
+    assert up.name in read_checkpoint(out).metadata["averaged_from"]
+
+
+def test_average_refuses_one_file_and_unlike_models(tmp_path, converted, capsys):
+    out = tmp_path / "soup.safetensors"
+    assert main(["average", str(out), str(converted)]) == 1
+    assert "at least two" in _assert_one_line_error(capsys.readouterr().err)
+    other = _shifted_copy(converted, tmp_path / "other.safetensors", 0.0, template_context_gain=0.5)
+    assert main(["average", str(out), str(converted), str(other)]) == 1
+    assert "another MODEL config" in _assert_one_line_error(capsys.readouterr().err)
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------------------------------

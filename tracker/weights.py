@@ -10,6 +10,7 @@ CLI (errors: one line on stderr, exit 1; ``--debug`` also prints the traceback):
     python -m tracker.weights list               # what is in weights/, listed or not
     python -m tracker.weights verify [FILE ...]  # sha256 against the manifest; exit 1 on mismatch/missing
     python -m tracker.weights convert IN OUT.safetensors [--config NAME]
+    python -m tracker.weights average OUT.safetensors IN IN [...]  # uniform weight average ("model soup")
     python -m tracker.weights info FILE          # architecture, config, parameters, dtypes, format
 """
 
@@ -232,19 +233,55 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     source = resolve_weights(args.input, args.dir)
-    target = Path(args.output)
-    if target.suffix != ".safetensors":
-        raise CheckpointError(f"output {target} must end in .safetensors")
-    if target.exists() and not args.force:
-        raise CheckpointError(f"{target} already exists; pass --force to replace it")
+    target = _new_output(args.output, args.force)
     ckpt = read_checkpoint(source)
     cfg = load_config(args.config) if args.config else ckpt.config_or_inferred()
     # A config read from a YAML path is named by that path; embed only its stem, not this machine's folders.
     cfg = dataclasses.replace(cfg, name=Path(cfg.name).stem)
-    model = _loaded(ckpt, cfg)
+    _write_checked(_loaded(ckpt, cfg), cfg, target, _provenance(source, ckpt))
+    return 0
+
+
+def _cmd_average(args: argparse.Namespace) -> int:
+    """A uniform weight average ("model soup") of fine-tunes of one model; the first file's config is kept."""
+    target = _new_output(args.output, args.force)
+    sources = [resolve_weights(name, args.dir) for name in args.inputs]
+    if len(sources) < 2:
+        raise CheckpointError("average needs at least two weights files")
+    ckpts = [read_checkpoint(path) for path in sources]
+    cfg = ckpts[0].config_or_inferred()
+    for path, ckpt in zip(sources[1:], ckpts[1:], strict=True):
+        if ckpt.config_or_inferred().model != cfg.model:
+            raise CheckpointError(f"{path} has another MODEL config than {sources[0]}; only like models average")
+    model = _loaded(ckpts[0], cfg)
+    averaged = {key: _mean([ckpt.state_dict[key] for ckpt in ckpts]) for key in model.state_dict()}
+    model.load_state_dict(averaged)
+    extra = {"averaged_from": ", ".join(f"{p.name} ({file_sha256(p)})" for p in sources),
+             "converted_by": "python -m tracker.weights average"}
+    _write_checked(model, cfg, target, extra)
+    return 0
+
+
+def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
+    if not tensors[0].is_floating_point():
+        return tensors[0]
+    return torch.stack([t.double() for t in tensors]).mean(0).to(tensors[0].dtype)
+
+
+def _new_output(output: str, force: bool) -> Path:
+    target = Path(output)
+    if target.suffix != ".safetensors":
+        raise CheckpointError(f"output {target} must end in .safetensors")
+    if target.exists() and not force:
+        raise CheckpointError(f"{target} already exists; pass --force to replace it")
+    return target
+
+
+def _write_checked(model: OSTrack, cfg: Config, target: Path, extra: dict[str, str]) -> None:
+    """Write through a partial file that must load back to the same model, so a failure leaves no half file."""
     partial = target.with_name(f"{target.stem}.partial{target.suffix}")
     try:
-        save_safetensors(model, cfg, partial, extra=_provenance(source, ckpt))
+        save_safetensors(model, cfg, partial, extra=extra)
         _check_same_model(model, cfg, partial)
         partial.replace(target)
     finally:
@@ -252,7 +289,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     size = _size_text(target.stat().st_size)
     sha = file_sha256(target)
     print(f"wrote {target} (config {cfg.name}, {size}, sha256 {sha}); it loads to an identical model")
-    return 0
 
 
 def _loaded(ckpt: Checkpoint, cfg: Config) -> OSTrack:
@@ -345,6 +381,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _cmd_list,
     "verify": _cmd_verify,
     "convert": _cmd_convert,
+    "average": _cmd_average,
     "info": _cmd_info,
 }
 
@@ -362,6 +399,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("output", help="the .safetensors file to write")
     convert.add_argument("--config", help="config name or YAML (default: inferred from the tensor shapes)")
     convert.add_argument("--force", action="store_true", help="replace an existing output file")
+    average = sub.add_parser("average", help="uniform weight average of fine-tunes of one model (a model soup)")
+    average.add_argument("output", help="the .safetensors file to write")
+    average.add_argument("inputs", nargs="+", help="two or more weights files with the same MODEL config")
+    average.add_argument("--force", action="store_true", help="replace an existing output file")
     info = sub.add_parser("info", help="architecture, matching config, parameters, dtypes, format of a file")
     info.add_argument("file")
     return parser
