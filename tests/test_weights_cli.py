@@ -141,7 +141,7 @@ def test_average_writes_the_mean_of_the_tensors(tmp_path, converted, capsys):
     for key, value in base.state_dict().items():
         expected = value - 1.0 if value.is_floating_point() else value
         torch.testing.assert_close(soup.state_dict()[key], expected, rtol=0, atol=1e-5)
-    assert up.name in read_checkpoint(out).metadata["averaged_from"]
+    assert f"{up} (sha256 {file_sha256(up)})" in read_checkpoint(out).metadata["averaged_from"]
 
 
 def test_average_refuses_one_file_and_unlike_models(tmp_path, converted, capsys):

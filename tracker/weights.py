@@ -244,26 +244,28 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_average(args: argparse.Namespace) -> int:
     """A uniform weight average ("model soup") of fine-tunes of one model; the first file's config is kept."""
+    if len(args.inputs) < 2:
+        raise CheckpointError("average needs at least two weights files")
     target = _new_output(args.output, args.force)
     sources = [resolve_weights(name, args.dir) for name in args.inputs]
-    if len(sources) < 2:
-        raise CheckpointError("average needs at least two weights files")
     ckpts = [read_checkpoint(path) for path in sources]
     cfg = ckpts[0].config_or_inferred()
     for path, ckpt in zip(sources[1:], ckpts[1:], strict=True):
         if ckpt.config_or_inferred().model != cfg.model:
             raise CheckpointError(f"{path} has another MODEL config than {sources[0]}; only like models average")
+    # Loading each file into the model checks its tensor names and shapes, with the loader's own error lines.
+    states = [_loaded(ckpt, cfg).state_dict() for ckpt in ckpts]
     model = _loaded(ckpts[0], cfg)
-    averaged = {key: _mean([ckpt.state_dict[key] for ckpt in ckpts]) for key in model.state_dict()}
-    model.load_state_dict(averaged)
-    extra = {"averaged_from": ", ".join(f"{p.name} ({file_sha256(p)})" for p in sources),
+    model.load_state_dict({key: _mean([state[key] for state in states]) for key in states[0]})
+    named = zip(args.inputs, sources, strict=True)
+    extra = {"averaged_from": ", ".join(f"{name} (sha256 {file_sha256(path)})" for name, path in named),
              "converted_by": "python -m tracker.weights average"}
     _write_checked(model, cfg, target, extra)
     return 0
 
 
 def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
-    if not tensors[0].is_floating_point():
+    if not tensors[0].is_floating_point():  # counters such as BatchNorm's num_batches_tracked are not weights
         return tensors[0]
     return torch.stack([t.double() for t in tensors]).mean(0).to(tensors[0].dtype)
 
