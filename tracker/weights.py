@@ -254,9 +254,11 @@ def _cmd_average(args: argparse.Namespace) -> int:
         if ckpt.config_or_inferred().model != cfg.model:
             raise CheckpointError(f"{path} has another MODEL config than {sources[0]}; only like models average")
     # Loading each file into the model checks its tensor names and shapes, with the loader's own error lines.
-    states = [_loaded(ckpt, cfg).state_dict() for ckpt in ckpts]
-    model = _loaded(ckpts[0], cfg)
-    model.load_state_dict({key: _mean([state[key] for state in states]) for key in states[0]})
+    models = [_loaded(ckpt, cfg) for ckpt in ckpts]
+    states = [each.state_dict() for each in models]
+    averaged = {key: _mean([state[key] for state in states]) for key in states[0]}
+    model = models[0]
+    model.load_state_dict(averaged)
     named = zip(args.inputs, sources, strict=True)
     extra = {"averaged_from": ", ".join(f"{name} (sha256 {file_sha256(path)})" for name, path in named),
              "converted_by": "python -m tracker.weights average"}
