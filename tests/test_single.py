@@ -138,7 +138,7 @@ def _tracker_with_maps(score, size, **track):
     return SingleTracker(model, cfg, "cpu", network=network)
 
 
-def _tracker_predicting_twice_the_size(size_update: float, scale_penalty: float = 0.0):
+def _tracker_predicting_twice_the_size(size_update: float, **track):
     """The network always puts the target at the crop centre at twice the previous (square) box's size."""
     from tracker.build import load_model
 
@@ -148,7 +148,7 @@ def _tracker_predicting_twice_the_size(size_update: float, scale_penalty: float 
     size = torch.full((1, 2, side, side), 2.0 / cfg.test.search_factor)
     score = torch.zeros(1, 1, side, side)
     score[0, 0, side // 2, side // 2] = 1.0
-    return _tracker_with_maps(score, size, size_update=size_update, scale_penalty=scale_penalty)
+    return _tracker_with_maps(score, size, size_update=size_update, **track)
 
 
 @pytest.mark.parametrize("size_update", [1.0, 0.5, 0.25])
@@ -164,7 +164,7 @@ def test_size_update_moves_the_box_that_share_of_the_way_to_the_prediction(size_
 
 @pytest.mark.parametrize("penalty", [0.2, 1.0])
 def test_scale_penalty_slows_an_abrupt_size_change(penalty):
-    tracker = _tracker_predicting_twice_the_size(0.5, penalty)
+    tracker = _tracker_predicting_twice_the_size(0.5, scale_penalty=penalty)
     frame = _frame(480, 640)
     tracker.init(frame, Box(300, 200, 40, 40))
     box = tracker.update(frame).box
@@ -209,3 +209,58 @@ def test_tracker_dims_its_template_context_when_the_config_asks():
     side = ratio.shape[-1]
     assert torch.allclose(ratio[..., :, : side // 4 - 1], torch.tensor(0.5))  # left of the box: context
     assert torch.allclose(ratio[..., side // 3 : 2 * side // 3, side // 2], torch.tensor(1.0))  # the target
+
+
+def test_flip_average_of_a_mirrored_step_gives_the_step_back():
+    from tracker.accel import NetOutput
+    from tracker.single import flip_averaged
+
+    rng = torch.Generator().manual_seed(0)
+    score, size, offset = (torch.rand(1, c, 8, 8, generator=rng) for c in (1, 2, 2))
+    step = NetOutput(score, size, offset, ())
+    mirrored_offset = offset.flip(-1).clone()
+    mirrored_offset[:, 0] = 1 - mirrored_offset[:, 0]  # a cell's x offset, seen in the mirror
+    mirrored = NetOutput(score.flip(-1), size.flip(-1), mirrored_offset, ())
+    averaged = flip_averaged(step, mirrored)
+    for got, want in ((averaged.score_map, score), (averaged.size_map, size), (averaged.offset_map, offset)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("flip_average, passes", [(False, 1), (True, 2)])
+def test_flip_average_runs_the_network_on_the_mirrored_inputs_too(flip_average, passes):
+    import dataclasses
+
+    from tracker.accel import Network
+    from tracker.build import load_model
+    from tracker.single import SingleTracker
+
+    model, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
+    cfg = dataclasses.replace(cfg, track=dataclasses.replace(cfg.track, flip_average=flip_average))
+    side = cfg.search_tokens_side
+    seen = []
+
+    def network(template, search):
+        seen.append(search)
+        return torch.ones(1, 1, side, side), torch.full((1, 2, side, side), 0.2), torch.zeros(1, 2, side, side)
+
+    tracker = SingleTracker(model, cfg, "cpu", network=Network("fake", "fp32", network, "exact"))
+    frame = _frame(480, 640)
+    tracker.init(frame, Box(300, 200, 40, 40))
+    tracker.update(frame)
+    assert len(seen) == passes
+    if flip_average:
+        torch.testing.assert_close(seen[1], seen[0].flip(-1))
+
+
+@pytest.mark.parametrize("weight, expected_side", [(0.0, 60.0), (1.0, 40.0)])
+def test_scale_filter_holds_the_size_of_a_target_that_does_not_change(weight, expected_side):
+    """The network claims twice the size each step (with half of it taken); on a still frame the filter sees the
+    target unchanged, so at full weight the box keeps its size."""
+    from tracker.config import ScaleFilterConfig
+
+    tracker = _tracker_predicting_twice_the_size(0.5, scale_filter=ScaleFilterConfig(weight=weight))
+    frame = _frame(480, 640)
+    tracker.init(frame, Box(300, 200, 40, 40))
+    box = tracker.update(frame).box
+    assert box.w == pytest.approx(expected_side, rel=1e-3) and box.h == pytest.approx(expected_side, rel=1e-3)
+

@@ -198,6 +198,25 @@ class TestConfig:
 
 
 @dataclass(frozen=True)
+class ScaleFilterConfig:
+    """The online scale filter of ``tracker.scale_filter`` (ours; DSST's published settings as defaults).
+
+    ``weight``: the share, in log size, of each step's box size that comes from the filter (0: off, the size is the
+    network's; 1: the filter's, at the first box's aspect). ``scales`` rungs ``step`` apart in side; a Gaussian
+    label of ``sigma_factor * sqrt(scales)`` rungs; ``learning_rate`` per frame; ``reg`` the filter's
+    regulariser; the target is sampled at ``model_area`` pixels.
+    """
+
+    weight: float = 0.0
+    scales: int = 33
+    step: float = 1.02
+    sigma_factor: float = 0.25
+    learning_rate: float = 0.025
+    reg: float = 0.01
+    model_area: int = 512
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """Session behaviour (ours): when a target counts as lost and when it is recovered.
 
@@ -213,6 +232,9 @@ class TrackConfig:
     its predicted size and aspect differ from the previous box, ``exp(-k * (r * s - 1))`` with ``r`` and ``s`` the
     aspect and side ratios (each 1 or more), as the SiamRPN family does; the peak's penalty also scales that step's
     size update, so an abrupt change of size needs an abrupt change of evidence.
+    ``flip_average``: each step also runs the mirrored template and search and averages the two outputs (mirrored
+    back); twice the network cost.
+    ``scale_filter``: an online scale filter that sets part or all of each step's size (off by default).
     """
 
     lost_score: float = 0.25
@@ -223,6 +245,8 @@ class TrackConfig:
     size_update: float = 1.0
     clip_margin: int = 10
     scale_penalty: float = 0.0
+    flip_average: bool = False
+    scale_filter: ScaleFilterConfig = field(default_factory=ScaleFilterConfig)
 
 
 @dataclass(frozen=True)
@@ -492,6 +516,20 @@ def _validate_test_and_track(cfg: Config, fail) -> None:
         fail(f"TRACK.SCALE_PENALTY must be 0 (off) or more, got {track.scale_penalty}")
     if track.clip_margin < 1:
         fail(f"TRACK.CLIP_MARGIN must be 1 pixel or more, got {track.clip_margin}")
+    _validate_scale_filter(track.scale_filter, fail)
+
+
+def _validate_scale_filter(sf: ScaleFilterConfig, fail) -> None:
+    if not 0 <= sf.weight <= 1:
+        fail(f"TRACK.SCALE_FILTER.WEIGHT must be from 0 (off) to 1, got {sf.weight}")
+    if sf.scales < 3 or sf.scales % 2 == 0:
+        fail(f"TRACK.SCALE_FILTER.SCALES must be an odd number of 3 or more, got {sf.scales}")
+    if not (math.isfinite(sf.step) and sf.step > 1):
+        fail(f"TRACK.SCALE_FILTER.STEP must be a factor above 1, got {sf.step}")
+    if not 0 < sf.learning_rate <= 1:
+        fail(f"TRACK.SCALE_FILTER.LEARNING_RATE must be above 0 and at most 1, got {sf.learning_rate}")
+    if not (sf.sigma_factor > 0 and sf.reg > 0 and sf.model_area >= 64):
+        fail("TRACK.SCALE_FILTER.SIGMA_FACTOR and REG must be above 0, and MODEL_AREA 64 pixels or more")
 
 
 TEXT_ENCODERS = ("minilm", "hf", "hashed")

@@ -30,6 +30,7 @@ from tracker.preprocess import (
     hann2d,
     to_bgr_uint8,
 )
+from tracker.scale_filter import ScaleFilter, gray_frame
 from tracker.types import Box, TrackResult
 
 
@@ -101,6 +102,7 @@ class SingleTracker:
         self.template: torch.Tensor | None = None
         self.state: Box | None = None
         self.frame_size: tuple[int, int] | None = None
+        self.scale_filter: ScaleFilter | None = None
         self.last_output: NetOutput | None = None  # the latest network step, for checks and diagnostics
 
     @property
@@ -117,6 +119,9 @@ class SingleTracker:
             in_crop = box_in_crop(np.array(box.as_list()), box, factor, size)
             self.template = dim_template_context(template, in_crop, self.cfg.model.template_context_gain)
         self.state = box
+        self.scale_filter = None
+        if self.cfg.track.scale_filter.weight > 0:
+            self.scale_filter = ScaleFilter(self.cfg.track.scale_filter, gray_frame(image), box)
         self.frame_size = (image.shape[1], image.shape[0])
 
     @torch.no_grad()
@@ -131,7 +136,10 @@ class SingleTracker:
             search, resize_factor = self._crop(
                 image, self.state, self.cfg.test.search_factor, self.cfg.test.search_size
             )
-            out = self.last_output = self.network(self.template, search)
+            out = self.network(self.template, search)
+            if self.cfg.track.flip_average:
+                out = flip_averaged(out, self.network(self.template.flip(-1), search.flip(-1)))
+            self.last_output = out
         score = out.score_map
         weighted, size_rate = self.window * score, self.cfg.track.size_update
         if self.cfg.track.scale_penalty > 0:
@@ -146,9 +154,23 @@ class SingleTracker:
             # A broken step (NaN/inf from the network) keeps the last box and reports no confidence.
             return TrackResult(self.state, 0.0, (time.perf_counter() - start) * 1e3)
         moved = self._map_back(in_crop, resize_factor, size_rate)
+        if self.scale_filter is not None:
+            moved = self._filtered_size(image, moved)
         self.state = clip_box(moved, width, height, self.cfg.track.clip_margin)
         self.frame_size = (width, height)
         return TrackResult(self.state, raw_score, (time.perf_counter() - start) * 1e3)
+
+    def _filtered_size(self, image_bgr: np.ndarray, box: Box) -> Box:
+        """The box's size moved, in log space, ``TRACK.SCALE_FILTER.WEIGHT`` of the way to the scale filter's
+        estimate at the box's centre; the filter then learns the target at the result."""
+        gray = gray_frame(image_bgr)
+        weight = self.cfg.track.scale_filter.weight
+        filter_w, filter_h = self.scale_filter.estimate(gray, box.cx, box.cy)
+        w = math.exp((1 - weight) * math.log(box.w) + weight * math.log(filter_w))
+        h = math.exp((1 - weight) * math.log(box.h) + weight * math.log(filter_h))
+        resized = Box(box.cx - 0.5 * w, box.cy - 0.5 * h, w, h)
+        self.scale_filter.update(gray, resized)
+        return resized
 
     def _crop(self, image_bgr: np.ndarray, box: Box, factor: float, size: int) -> tuple[torch.Tensor, float]:
         """The normalised RGB network input (1, 3, size, size) around ``box`` and its resize factor.
@@ -182,6 +204,19 @@ class SingleTracker:
         cx_frame = cx + (self.state.cx - half)
         cy_frame = cy + (self.state.cy - half)
         return Box(cx_frame - 0.5 * w, cy_frame - 0.5 * h, w, h)
+
+
+def flip_averaged(out: NetOutput, mirrored: NetOutput) -> NetOutput:
+    """The mean of a step and the step on the mirrored inputs, mirrored back. A mirrored cell's x offset ``o``
+    is ``1 - o`` in the unmirrored one (offsets run from the cell's left edge)."""
+    offset = mirrored.offset_map.flip(-1).clone()
+    offset[:, 0] = 1 - offset[:, 0]
+    return NetOutput(
+        0.5 * (out.score_map + mirrored.score_map.flip(-1)),
+        0.5 * (out.size_map + mirrored.size_map.flip(-1)),
+        0.5 * (out.offset_map + offset),
+        out.removed,
+    )
 
 
 def clip_box(box: Box, width: int, height: int, margin: int) -> Box:
