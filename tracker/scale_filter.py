@@ -32,8 +32,9 @@ def gray_frame(frame_bgr: np.ndarray) -> np.ndarray:
 
 
 def cell_features(patches: np.ndarray) -> np.ndarray:
-    """(n, h, w) grey patches to (n, d) features: per ``CELL`` x ``CELL`` cell, an L2-normalised histogram of
-    gradient orientation weighted by magnitude, and the cell's mean grey level minus the patch's."""
+    """(n, h, w) grey patches to (n, d) features: per ``CELL`` x ``CELL`` cell, a histogram of gradient orientation
+    weighted by magnitude (scaled so a patch's cells have unit mean energy), and the cell's mean grey level minus
+    the patch's."""
     n, h, w = patches.shape
     gx = np.zeros_like(patches)
     gy = np.zeros_like(patches)
@@ -77,9 +78,7 @@ class ScaleFilter:
         frame_h, frame_w = gray.shape
         self.min_scale = cfg.step ** math.ceil(math.log(MIN_SIDE / min(w, h)) / math.log(cfg.step))
         self.max_scale = cfg.step ** math.floor(math.log(min(frame_w / w, frame_h / h)) / math.log(cfg.step))
-        self.numerator: np.ndarray | None = None
-        self.denominator: np.ndarray | None = None
-        self._learn(self._sample(gray, box.cx, box.cy), rate=1.0)
+        self.numerator, self.denominator = self._filter_terms(self._sample(gray, box.cx, box.cy))
 
     def estimate(self, gray: np.ndarray, cx: float, cy: float) -> tuple[float, float]:
         """The target's (w, h) at this centre: the best rung of the ladder around the current size."""
@@ -93,17 +92,15 @@ class ScaleFilter:
         """Learn the target at this box (its area sets the filter's current scale)."""
         scale = math.sqrt(box.w * box.h / (self.base[0] * self.base[1]))
         self.scale = float(np.clip(scale, self.min_scale, self.max_scale))
-        self._learn(self._sample(gray, box.cx, box.cy), rate=self.cfg.learning_rate)
-
-    def _learn(self, sample: np.ndarray, rate: float) -> None:
-        spectrum = np.fft.fft(sample, axis=1)
-        numerator = np.conj(self.label)[None, :] * spectrum
-        denominator = (np.conj(spectrum) * spectrum).real.sum(axis=0)
-        if self.numerator is None or self.denominator is None:
-            self.numerator, self.denominator = numerator, denominator
-            return
+        numerator, denominator = self._filter_terms(self._sample(gray, box.cx, box.cy))
+        rate = self.cfg.learning_rate
         self.numerator = (1 - rate) * self.numerator + rate * numerator
         self.denominator = (1 - rate) * self.denominator + rate * denominator
+
+    def _filter_terms(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The filter learned from this one sample: its numerator per feature and its shared denominator."""
+        spectrum = np.fft.fft(sample, axis=1)
+        return np.conj(self.label)[None, :] * spectrum, (np.conj(spectrum) * spectrum).real.sum(axis=0)
 
     def _sample(self, gray: np.ndarray, cx: float, cy: float) -> np.ndarray:
         """(d, scales) features of the target at every rung of the ladder, weighted by a Hann window over it."""
