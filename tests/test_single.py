@@ -122,9 +122,9 @@ def test_cuda_without_gpu_is_a_clear_error():
         build_tracker(TINY_YAML, device="cuda")
 
 
-def _tracker_with_maps(score, size, **track):
-    """A tracker whose network always answers with these score and size maps (zero offsets); ``track`` sets
-    ``TRACK`` fields."""
+def _tracker_with_network(network, **track):
+    """A tracker whose network is ``network(template, search) -> (score, size, offset)``; ``track`` sets ``TRACK``
+    fields."""
     import dataclasses
 
     from tracker.accel import Network
@@ -133,9 +133,13 @@ def _tracker_with_maps(score, size, **track):
 
     model, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
     cfg = dataclasses.replace(cfg, track=dataclasses.replace(cfg.track, **track))
+    return SingleTracker(model, cfg, "cpu", network=Network("fake", "fp32", network, "exact"))
+
+
+def _tracker_with_maps(score, size, **track):
+    """A tracker whose network always answers with these score and size maps (zero offsets)."""
     offset = torch.zeros_like(size)
-    network = Network("fake", "fp32", lambda t, s: (score, size, offset), "exact")
-    return SingleTracker(model, cfg, "cpu", network=network)
+    return _tracker_with_network(lambda t, s: (score, size, offset), **track)
 
 
 def _tracker_predicting_twice_the_size(size_update: float, **track):
@@ -228,22 +232,15 @@ def test_flip_average_of_a_mirrored_step_gives_the_step_back():
 
 @pytest.mark.parametrize("flip_average, passes", [(False, 1), (True, 2)])
 def test_flip_average_runs_the_network_on_the_mirrored_inputs_too(flip_average, passes):
-    import dataclasses
+    from tracker.config import load_config
 
-    from tracker.accel import Network
-    from tracker.build import load_model
-    from tracker.single import SingleTracker
-
-    model, cfg = load_model(TINY_YAML, TINY_WEIGHTS)
-    cfg = dataclasses.replace(cfg, track=dataclasses.replace(cfg.track, flip_average=flip_average))
-    side = cfg.search_tokens_side
-    seen = []
+    side, seen = load_config(TINY_YAML).search_tokens_side, []
 
     def network(template, search):
         seen.append(search)
         return torch.ones(1, 1, side, side), torch.full((1, 2, side, side), 0.2), torch.zeros(1, 2, side, side)
 
-    tracker = SingleTracker(model, cfg, "cpu", network=Network("fake", "fp32", network, "exact"))
+    tracker = _tracker_with_network(network, flip_average=flip_average)
     frame = _frame(480, 640)
     tracker.init(frame, Box(300, 200, 40, 40))
     tracker.update(frame)
