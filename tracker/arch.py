@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tracker.config import Config, available_configs, load_config
+from tracker.config import NANOTRACK_STRIDE, Config, available_configs, load_config
 from tracker.errors import CheckpointError
 
 PATCH_KEY = "backbone.patch_embed.proj.weight"
@@ -26,6 +26,7 @@ SEARCH_POS_KEY = "backbone.pos_embed_x"
 HEAD_KEY = "box_head.conv1_ctr.0.weight"
 _BLOCK = re.compile(r"^backbone\.blocks\.(\d+)\.")
 _STEM_CONV = re.compile(r"^backbone\.patch_embed\.body\.\d+\.weight$")  # 4-D ones are convs
+NANOTRACK_STEM_KEY = "backbone.patch_embed.body.features.0.0.weight"
 # State-dict entries that are buffers, not parameters (BatchNorm statistics).
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -149,7 +150,10 @@ def _architecture(state: Mapping[str, torch.Tensor]) -> Architecture:
 
 
 def _stem_stride(state: Mapping[str, torch.Tensor]) -> int | None:
-    """A conv stem's stride (each of its 3x3 convolutions halves the image), or None for the official patchify."""
+    """A conv stem's stride (each of its 3x3 convolutions halves the image), NanoTrack's for its backbone, or None
+    for the official patchify."""
+    if NANOTRACK_STEM_KEY in state:
+        return NANOTRACK_STRIDE
     convs = [k for k, v in state.items() if _STEM_CONV.match(k) and len(v.shape) == 4]
     return 2 ** len(convs) if convs else None
 

@@ -33,8 +33,10 @@ KNOWN_BACKBONES: dict[str, tuple[int, int, int, float]] = {
 }
 CE_TEMPLATE_RANGES = ("ALL", "CTR_POINT", "CTR_REC")
 # How pixels become tokens: "patch" is the official 16x16 linear patchify; "conv" a stack of stride-2 3x3
-# convolutions (early convolutions, Xiao et al. 2021), which a ViT trained from scratch on little data needs.
-STEMS = ("patch", "conv")
+# convolutions (early convolutions, Xiao et al. 2021), which a ViT trained from scratch on little data needs;
+# "nanotrack_v3" NanoTrack v3's pretrained MobileNetV3 backbone (stride 16, 96 channels) and a 1x1 projection.
+STEMS = ("patch", "conv", "nanotrack_v3")
+NANOTRACK_STRIDE = 16  # the stride NanoTrack v3's backbone was built and trained with
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The official training keys plus ours for a pretrained stem (MODEL.BACKBONE.STEM nanotrack_v3):
+    ``stem_freeze_epoch``, the epochs during which the stem's weights stay as loaded, and ``stem_multiplier``, the
+    stem's LR as a fraction of the backbone's once it trains. The stem's BatchNorm statistics are never updated:
+    batches of 16 pairs would only blur the ones learnt on millions of frames."""
+
     lr: float = 0.0001
     weight_decay: float = 0.0001
     epoch: int = 500
@@ -111,6 +118,8 @@ class TrainConfig:
     ce_start_epoch: int = 20
     ce_warm_epoch: int = 80
     drop_path_rate: float = 0.1
+    stem_freeze_epoch: float = 0.0
+    stem_multiplier: float = 1.0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
@@ -461,6 +470,8 @@ def _validated(cfg: Config, source: str) -> Config:
         fail(f"MODEL.BACKBONE.STEM '{bb.stem}' is not one of {STEMS}")
     if bb.stem == "conv" and (bb.stride & (bb.stride - 1) or bb.stride < 2):
         fail(f"MODEL.BACKBONE.STEM conv needs a STRIDE that is a power of two, not {bb.stride}")
+    if bb.stem == "nanotrack_v3" and bb.stride != NANOTRACK_STRIDE:
+        fail(f"MODEL.BACKBONE.STEM nanotrack_v3 has stride {NANOTRACK_STRIDE}; set STRIDE to it, not {bb.stride}")
     if bb.cat_mode != "direct":
         fail(f"MODEL.BACKBONE.CAT_MODE '{bb.cat_mode}' is not supported; use 'direct'")
     if cfg.model.head.type != "CENTER":
@@ -479,6 +490,10 @@ def _validated(cfg: Config, source: str) -> Config:
             fail(f"{label}.UNDERSIZE_PROB must be a probability between 0 and 1, got {crop.undersize_prob}")
         if not 0 < crop.undersize_min <= 1:
             fail(f"{label}.UNDERSIZE_MIN must be a side factor above 0 and at most 1, got {crop.undersize_min}")
+    if not (math.isfinite(cfg.train.stem_freeze_epoch) and cfg.train.stem_freeze_epoch >= 0):
+        fail(f"TRAIN.STEM_FREEZE_EPOCH must be 0 or more epochs, got {cfg.train.stem_freeze_epoch}")
+    if not (math.isfinite(cfg.train.stem_multiplier) and cfg.train.stem_multiplier >= 0):
+        fail(f"TRAIN.STEM_MULTIPLIER must be 0 (a stem that never trains) or more, got {cfg.train.stem_multiplier}")
     _validate_test_and_track(cfg, fail)
     _validate_grounding(cfg.grounding, fail)
     return cfg

@@ -15,6 +15,7 @@ from torch import nn
 
 from tracker.config import Config
 from tracker.models.candidate import eliminate, restore_search_order
+from tracker.models.nanotrack import NanoTrackV3Backbone
 
 PRETRAIN_GRID = 14  # the 224-pixel pretrain table: 14x14 patches plus a cls entry
 
@@ -92,14 +93,14 @@ class OneStreamViT(nn.Module):
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         bb = cfg.backbone
-        dim, stride = bb.embed_dim, bb.stride
+        dim = bb.embed_dim
         self.num_template = cfg.template_tokens_side**2
         self.num_search = cfg.search_tokens_side**2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, PRETRAIN_GRID**2 + 1, dim))
         self.pos_embed_z = nn.Parameter(torch.zeros(1, self.num_template, dim))
         self.pos_embed_x = nn.Parameter(torch.zeros(1, self.num_search, dim))
-        self.patch_embed = make_patch_embed(bb.stem, cfg.data.search.size, stride, dim)
+        self.patch_embed = make_patch_embed(cfg)
         keep = dict(zip(bb.ce_loc, cfg.tracking_keep_ratios, strict=False))
         rates = [cfg.train.drop_path_rate * i / max(bb.depth - 1, 1) for i in range(bb.depth)]
         self.blocks = nn.ModuleList(
@@ -186,11 +187,47 @@ class ConvStem(nn.Module):
         return self.proj(self.body(image)).flatten(2).transpose(1, 2)
 
 
-def make_patch_embed(stem: str, image_size: int, stride: int, dim: int) -> nn.Module:
-    """The token embedding MODEL.BACKBONE.STEM names: "patch" (official, timm's PatchEmbed) or "conv"."""
-    if stem == "conv":
-        return ConvStem(stride, dim)
-    return PatchEmbed(img_size=image_size, patch_size=stride, in_chans=3, embed_dim=dim, strict_img_size=False)
+class NanoTrackStem(nn.Module):
+    """NanoTrack v3's pretrained MobileNetV3 backbone as the patch embedding, then a 1x1 projection to the width.
+
+    The network was trained on BGR pixel values (0..255, not normalised); the tracker hands every stem the same
+    normalised RGB crop, so the stem undoes the normalisation first. Its BatchNorm layers always use their
+    pretrained statistics (see ``train``), in training as at test time.
+    """
+
+    def __init__(self, dim: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.body = NanoTrackV3Backbone()
+        self.proj = nn.Conv2d(self.body.out_channels, dim, 1)
+        # Normalised RGB -> BGR 0..255 is one per-channel affine map; as buffers they follow the model's device.
+        bgr = [2, 1, 0]
+        self.register_buffer("pixel_scale", 255.0 * torch.tensor(std)[bgr].view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_shift", 255.0 * torch.tensor(mean)[bgr].view(1, 3, 1, 1), persistent=False)
+        self.body_frozen = False  # training: the pretrained body gets no gradient (its weights stay as loaded)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        pixels = image.flip(1) * self.pixel_scale + self.pixel_shift
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.body_frozen):
+            features = self.body(pixels)
+        return self.proj(features).flatten(2).transpose(1, 2)
+
+    def train(self, mode: bool = True) -> NanoTrackStem:
+        super().train(mode)
+        self.body.eval()  # batch statistics of 16 pairs would overwrite those learnt on millions of frames
+        return self
+
+
+def make_patch_embed(cfg: Config) -> nn.Module:
+    """The token embedding MODEL.BACKBONE.STEM names: "patch" (official, timm's PatchEmbed), "conv" or
+    "nanotrack_v3"."""
+    bb = cfg.backbone
+    if bb.stem == "conv":
+        return ConvStem(bb.stride, bb.embed_dim)
+    if bb.stem == "nanotrack_v3":
+        return NanoTrackStem(bb.embed_dim, cfg.data.mean, cfg.data.std)
+    return PatchEmbed(
+        img_size=cfg.data.search.size, patch_size=bb.stride, in_chans=3, embed_dim=bb.embed_dim, strict_img_size=False
+    )
 
 
 def interpolate_pos_embed(pos_embed: torch.Tensor, side: int) -> torch.Tensor:

@@ -31,9 +31,10 @@ from tqdm import tqdm
 
 from tracker.checkpoint import load_state_into, read_checkpoint, save_safetensors
 from tracker.config import Config
-from tracker.errors import CheckpointError, InputError
+from tracker.errors import CheckpointError, InputError, first_line
 from tracker.models.candidate import template_focus_mask
 from tracker.models.ostrack import OSTrack, build_model
+from tracker.models.vit import NanoTrackStem
 from tracker.single import resolve_device
 from tracker.train.datasets import DEFAULT_CACHE_DIR, TrainingSource, hold_out, load_source, warm_video_cache
 from tracker.train.losses import TrackingLoss
@@ -264,8 +265,11 @@ def _existing_pretrain_file(cfg: Config) -> str | None:
 
 def load_pretrained_backbone(model: OSTrack, path: str) -> str:
     """Load a ViT checkpoint (e.g. MAE's ``{'model': ...}``) into the backbone where names and shapes match,
-    then fill the template/search position tables from its 224 table. Returns a one-line report."""
+    then fill the template/search position tables from its 224 table; or, for a NanoTrack stem, NanoTrack v3's
+    weights into the stem. Returns a one-line report."""
     state = read_checkpoint(path).state_dict
+    if isinstance(model.backbone.patch_embed, NanoTrackStem):
+        return load_nanotrack_stem(model.backbone.patch_embed, state, path)
     own = model.backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not usable:
@@ -278,17 +282,52 @@ def load_pretrained_backbone(model: OSTrack, path: str) -> str:
     return f"pretrained backbone: {len(usable)} tensors from {path}; {len(missing)} backbone tensors not in it"
 
 
+NANOTRACK_PREFIX = "backbone.features."  # NanoTrack v3's own names for its backbone
+PRETRAINED_STEM_PREFIX = "backbone.patch_embed.body.features."
+
+
+def load_nanotrack_stem(stem: NanoTrackStem, state: dict[str, torch.Tensor], path: str) -> str:
+    """NanoTrack v3's ``backbone.features.*`` tensors into the stem's pretrained body, all of them or none."""
+    body = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith(NANOTRACK_PREFIX)}
+    try:
+        stem.body.load_state_dict(body, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{path} does not hold NanoTrack v3's backbone ({first_line(err, 160)}); give nanotrack_v3.safetensors"
+        ) from None
+    return f"pretrained stem: NanoTrack v3's backbone, {len(body)} tensors from {path}"
+
+
+def is_stem_parameter(name: str) -> bool:
+    """Whether a parameter belongs to a pretrained stem's body (its projection trains with the backbone)."""
+    return name.startswith(PRETRAINED_STEM_PREFIX)
+
+
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW with the head at ``TRAIN.LR`` and the backbone at ``LR * BACKBONE_MULTIPLIER`` (OSTrack's groups)."""
+    """AdamW with the head at ``TRAIN.LR``, the backbone at ``LR * BACKBONE_MULTIPLIER`` (OSTrack's groups) and a
+    pretrained stem's body at that times ``STEM_MULTIPLIER``."""
     if cfg.train.optimizer.upper() != "ADAMW":
         raise InputError(f"TRAIN.OPTIMIZER '{cfg.train.optimizer}' is not supported; use ADAMW")
-    head = [p for n, p in model.named_parameters() if "backbone" not in n and p.requires_grad]
-    backbone = [p for n, p in model.named_parameters() if "backbone" in n and p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    head = [p for n, p in named if "backbone" not in n]
+    stem = [p for n, p in named if is_stem_parameter(n)]
+    backbone = [p for n, p in named if "backbone" in n and not is_stem_parameter(n)]
+    backbone_lr = cfg.train.lr * cfg.train.backbone_multiplier
     groups = [
         {"params": head, "lr": cfg.train.lr},
-        {"params": backbone, "lr": cfg.train.lr * cfg.train.backbone_multiplier},
+        {"params": backbone, "lr": backbone_lr},
+        {"params": stem, "lr": backbone_lr * cfg.train.stem_multiplier},
     ]
     return torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def freeze_stem_while_scheduled(model: OSTrack, cfg: Config, step: int, steps_per_epoch: int) -> None:
+    """A pretrained stem keeps its loaded weights for ``TRAIN.STEM_FREEZE_EPOCH`` epochs (for good with
+    ``STEM_MULTIPLIER`` 0), then trains."""
+    stem = model.backbone.patch_embed
+    if isinstance(stem, NanoTrackStem):
+        thawed = step >= cfg.train.stem_freeze_epoch * steps_per_epoch and cfg.train.stem_multiplier > 0
+        stem.body_frozen = not thawed
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -380,7 +419,11 @@ class Trainer:
         self.net = self.model
         if self.info.world > 1:
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
+            # A frozen stem's parameters get no gradient for a while: the reducer must be told to expect that.
+            stem_waits = self.cfg.backbone.stem == "nanotrack_v3" and self.cfg.train.stem_freeze_epoch > 0
+            self.net = DistributedDataParallel(
+                self.model, device_ids=ids, gradient_as_bucket_view=True, find_unused_parameters=stem_waits
+            )
         focus = None
         if self.cfg.backbone.ce_loc:
             focus = template_focus_mask(self.cfg.template_tokens_side, self.cfg.backbone.ce_template_range)
@@ -495,6 +538,7 @@ class Trainer:
         batch = batch.to(self.info.device)
         step = self.progress.step
         keep = ce_keep_rate(self.cfg, step, self.steps_per_epoch)
+        freeze_stem_while_scheduled(self.model, self.cfg, step, self.steps_per_epoch)
         with torch.autocast(self.info.device.type, enabled=self.amp):  # float16 on GPU only
             outputs = self.net(batch.template, batch.search, ce_template_mask=self.focus, ce_keep_rate=keep)
             terms = self.loss(outputs, batch.search_box)
