@@ -111,7 +111,7 @@ def measure_one(
     count, warmup = (steps, warmup) if params < LARGE_PARAMS else (steps_large, warmup_large)
     frames, box = synthetic_frames(count + warmup + 1)
     tracker.init(frames[0], box)
-    tracker.network(tracker.template, tracker.template.new_zeros(1, 3, *(2 * [tracker.cfg.test.search_size])))
+    tracker.network(tracker.template_tokens, tracker.template.new_zeros(1, 3, *(2 * [tracker.cfg.test.search_size])))
     _sync(tracker.device)
     build_s = time.perf_counter() - start
     if tracker.device.type == "cuda":
@@ -122,7 +122,7 @@ def measure_one(
     for _ in range(count + warmup):
         _sync(tracker.device)
         begin = time.perf_counter()
-        tracker.network(tracker.template, search)
+        tracker.network(tracker.template_tokens, search)
         _sync(tracker.device)
         model_ms.append((time.perf_counter() - begin) * 1e3)
     for frame in frames[1:]:

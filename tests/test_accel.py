@@ -118,7 +118,8 @@ def test_static_focus_index_gives_the_same_bits_as_the_bool_mask(tiny, forward_r
     assert index.tolist() == [27]
     with torch.no_grad():
         ref = tiny(forward_ref["template"], forward_ref["search"], ce_template_mask=forward_ref["ce_template_mask"])
-        score, size, offset, *removed = TrackingNet(tiny, index)(forward_ref["template"], forward_ref["search"])
+        template_tokens = tiny.embed_template(forward_ref["template"])
+        score, size, offset, *removed = TrackingNet(tiny, index)(template_tokens, forward_ref["search"])
     assert torch.equal(score, ref["score_map"]) and torch.equal(size, ref["size_map"])
     assert torch.equal(offset, ref["offset_map"])
     assert all(torch.equal(a, b) for a, b in zip(removed, ref["removed_indexes_s"], strict=True))
@@ -256,13 +257,15 @@ def test_onnx_export_is_checked_cached_and_close_to_eager(tiny, forward_ref, tmp
     assert len(files) == 1
     model = onnx.load(str(files[0]))
     assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= ONNX_OPSET >= 17
-    assert [i.name for i in model.graph.input] == ["template", "search"]
+    assert [i.name for i in model.graph.input] == ["template_tokens", "search"]
     options = runner.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # waits sleep, not spin
     stamp = files[0].stat().st_mtime_ns
     OnnxRunner(net, tiny.cfg, CPU, tmp_path)  # second build: loaded from the cache, not exported again
     assert files[0].stat().st_mtime_ns == stamp
-    score, size, _offset, *removed = runner(forward_ref["template"], forward_ref["search"])
+    with torch.no_grad():
+        template_tokens = tiny.embed_template(forward_ref["template"])
+    score, size, _offset, *removed = runner(template_tokens, forward_ref["search"])
     assert (score - forward_ref["score_map"]).abs().max() <= 1e-3
     assert (size - forward_ref["size_map"]).abs().max() <= 1e-3
     assert [r.shape[1] for r in removed] == [r.shape[1] for r in forward_ref["removed_indexes_s_int"]]

@@ -22,6 +22,7 @@ from tracker.eval.trackers import TrackerSpec, baseline_specs, parse_tracker_spe
 from tracker.types import Box, TrackResult
 
 NANO_PRESENT = (baselines.PEERS_DIR / baselines.NANO_BACKBONE).is_file()
+NANO3_PRESENT = (baselines.PEERS_DIR / baselines.NANO3_DIR / baselines.NANO3_FILES[0]).is_file()
 
 
 class Scripted:
@@ -118,6 +119,13 @@ def test_nano_follows_the_square(tmp_path):
     assert run.score.auc > 0.5
 
 
+@pytest.mark.skipif(not NANO3_PRESENT, reason="NanoTrack v3 files not in ../shared/peers")
+def test_nanotrack_v3_follows_the_square(tmp_path):
+    sequence = _sequence(tmp_path, count=8)
+    run = run_sequence(build_baseline("nano3"), sequence)
+    assert run.score.auc > 0.5
+
+
 def test_opencv_wrapper_rounds_the_init_box_and_rejects_bad_ones():
     assert baselines._whole_pixels(Box(20.4, 19.6, 20.2, 0.3)) == (20, 20, 20, 1)
     frames, _ = scene(2)
@@ -142,9 +150,10 @@ def test_missing_contrib_baselines_are_skipped_with_the_reason(monkeypatch):
         build_baseline("csrt")
 
 
-def test_nano_without_its_models_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("name", ["nano", "nano3"])
+def test_nano_without_its_models_is_a_clear_error(tmp_path, name):
     with pytest.raises(InputError, match="--peers"):
-        build_baseline("nano", peers_dir=tmp_path)
+        build_baseline(name, peers_dir=tmp_path)
 
 
 def test_tracker_specs():

@@ -1,5 +1,7 @@
 """Inference backends: the same network run eagerly, compiled, graph-captured, through TensorRT or ONNX Runtime,
-or with int8 Linear layers, behind one call ``network(template, search) -> NetOutput``.
+or with int8 Linear layers, behind one call ``network(template_tokens, search) -> NetOutput``. The template's
+tokens come from ``network.embed_template(template)``, run eagerly once per target: the backends run only the
+part of a step that changes every frame.
 
 Three classes of agreement with the reference, each held to its own tolerance in tests/test_accel_equality.py:
 
@@ -62,7 +64,7 @@ class NetOutput:
 
 
 class TrackingNet(nn.Module):
-    """The tracker's view of OSTrack: ``(template, search) -> (score, size, offset, *removed)``.
+    """The tracker's view of OSTrack: ``(template_tokens, search) -> (score, size, offset, *removed)``.
 
     A flat tuple of tensors with static shapes is what export, compilation and graph capture need. The template
     focus rows are baked in as an index tensor; picking the same rows by index gives the same bits as the bool mask.
@@ -73,29 +75,45 @@ class TrackingNet(nn.Module):
         self.model = model
         self.focus_index = focus_index
 
-    def forward(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(template, search, ce_template_mask=self.focus_index)
+    def forward(self, template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model.forward_embedded(template_tokens, search, ce_template_mask=self.focus_index)
         return (out["score_map"], out["size_map"], out["offset_map"], *out["removed_indexes_s"])
 
 
 class Network:
     """Runs one backend. ``name`` and ``precision`` say what runs; ``agreement`` how close to the reference it is
-    (``exact``, ``near-exact`` or ``low-precision``, see the module docstring)."""
+    (``exact``, ``near-exact`` or ``low-precision``, see the module docstring). ``embed`` turns a template crop
+    into the tokens ``__call__`` takes; without it the template passes through as it is (a stand-in network)."""
 
-    def __init__(self, name: str, precision: str, run: Callable[..., tuple[torch.Tensor, ...]], agreement: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        precision: str,
+        run: Callable[..., tuple[torch.Tensor, ...]],
+        agreement: str,
+        embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.name = name
         self.precision = precision
         self.agreement = agreement
         self.note: str | None = None  # why this is not the backend that was asked for, if it is not
         self._run = run
+        self._embed = embed
 
     @property
     def exact(self) -> bool:
         return self.agreement == "exact"
 
-    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> NetOutput:
+    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
+        """The template crop's tokens, for every later ``__call__`` on this target (eager, float32)."""
+        if self._embed is None:
+            return template
         with torch.no_grad():
-            score, size, offset, *removed = self._run(template, search)
+            return self._embed(template)
+
+    def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> NetOutput:
+        with torch.no_grad():
+            score, size, offset, *removed = self._run(template_tokens, search)
         return NetOutput(score.float(), size.float(), offset.float(), tuple(removed))
 
     def __repr__(self) -> str:
@@ -194,7 +212,7 @@ def _network(
         "onnx": lambda: OnnxRunner(net, cfg, device, cache),
         "int8": lambda: _int8(net),
     }
-    return Network(backend, precision, builders[backend](), agreement)
+    return Network(backend, precision, builders[backend](), agreement, embed=model.embed_template)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -274,11 +292,11 @@ def _autocast(run: Callable, device: torch.device, precision: str) -> Callable:
         return run
     dtype = _HALF[precision]
 
-    def run_mixed(template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run_mixed(template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # No weight-cast cache: it lives for one ``with`` block anyway, and a captured CUDA graph must not point
         # into a cache that is freed when the block ends.
         with torch.autocast(device.type, dtype=dtype, cache_enabled=False):
-            return run(template, search)
+            return run(template_tokens, search)
 
     return run_mixed
 
@@ -303,9 +321,7 @@ class CudaGraphRunner:
     """The whole network captured once as a CUDA graph and replayed per frame from static input buffers."""
 
     def __init__(self, run: Callable, cfg: Config, device: torch.device, warmup: int = 3) -> None:
-        t, s = cfg.test.template_size, cfg.test.search_size
-        self.template = torch.zeros(1, 3, t, t, device=device)
-        self.search = torch.zeros(1, 3, s, s, device=device)
+        self.template, self.search = (torch.zeros_like(x) for x in _example_inputs(cfg, device))
         side_stream = torch.cuda.Stream(device)
         side_stream.wait_stream(torch.cuda.current_stream(device))
         with torch.no_grad(), torch.cuda.stream(side_stream):  # warm-up: lazy inits must not land in the graph
@@ -316,17 +332,19 @@ class CudaGraphRunner:
         with torch.no_grad(), torch.cuda.graph(self.graph):
             self.outputs = run(self.template, self.search)
 
-    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.template.copy_(template)
+    def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.template.copy_(template_tokens)
         self.search.copy_(search)
         self.graph.replay()
         return tuple(out.clone() for out in self.outputs)  # the next replay overwrites the static outputs
 
 
 def _example_inputs(cfg: Config, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random inputs of the network's static shapes: template tokens (1, Lz, C) and a search crop (1, 3, S, S)."""
     gen = torch.Generator().manual_seed(seed)
-    t, s = cfg.test.template_size, cfg.test.search_size
-    return (torch.randn(1, 3, t, t, generator=gen).to(device), torch.randn(1, 3, s, s, generator=gen).to(device))
+    tokens, size = cfg.template_tokens_side**2, cfg.test.search_size
+    template_tokens = torch.randn(1, tokens, cfg.backbone.embed_dim, generator=gen)
+    return template_tokens.to(device), torch.randn(1, 3, size, size, generator=gen).to(device)
 
 
 def default_cache_dir() -> Path:
@@ -399,16 +417,16 @@ class OnnxRunner:
         if fresh:
             check_onnx_outputs(self, net, cfg, device)
 
-    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feeds = {"template": template.detach().cpu().numpy(), "search": search.detach().cpu().numpy()}
+    def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feeds = {"template_tokens": template_tokens.detach().cpu().numpy(), "search": search.detach().cpu().numpy()}
         return tuple(torch.from_numpy(out).to(self.device) for out in self.session.run(self.outputs, feeds))
 
 
 def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
-    """Write ``net`` as ONNX: inputs ``template``, ``search``; outputs score/size/offset maps and, per CE block,
+    """Write ``net`` as ONNX: inputs ``template_tokens``, ``search``; outputs score/size/offset maps and, per CE block,
     the removed token indices."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    template, search = _example_inputs(cfg, torch.device("cpu"))
+    template_tokens, search = _example_inputs(cfg, torch.device("cpu"))
     cpu_net = copy.deepcopy(net).cpu()
     if cpu_net.focus_index is not None:
         cpu_net.focus_index = cpu_net.focus_index.cpu()
@@ -419,9 +437,9 @@ def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             cpu_net,
-            (template, search),
+            (template_tokens, search),
             str(tmp),
-            input_names=["template", "search"],
+            input_names=["template_tokens", "search"],
             output_names=["score_map", "size_map", "offset_map", *removed_names],
             opset_version=ONNX_OPSET,
             dynamo=False,
@@ -433,10 +451,10 @@ def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
 def check_onnx_outputs(runner: OnnxRunner, net: TrackingNet, cfg: Config, device: torch.device) -> float:
     """Run ONNX Runtime and eager on the same inputs; refuse the file if the maps differ by more than the
     tolerance. Returns the largest difference."""
-    template, search = _example_inputs(cfg, device, seed=1)
+    template_tokens, search = _example_inputs(cfg, device, seed=1)
     with torch.no_grad():
-        ref = net(template, search)
-    mine = runner(template, search)
+        ref = net(template_tokens, search)
+    mine = runner(template_tokens, search)
     worst = max(float((a.float() - b.float()).abs().max()) for a, b in zip(ref[:3], mine[:3], strict=True))
     if not worst <= ONNX_CHECK_TOLERANCE:
         raise BackendError(f"the ONNX export differs from the eager model by {worst:.2g} (allowed "

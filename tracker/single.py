@@ -100,6 +100,8 @@ class SingleTracker:
             focus = template_focus_mask(cfg.template_tokens_side, cfg.backbone.ce_template_range)
         self.focus = None if focus is None else focus.unsqueeze(0).to(self.device)
         self.template: torch.Tensor | None = None
+        self.template_tokens: torch.Tensor | None = None  # the template's embedding, computed once per target
+        self.flipped_template_tokens: torch.Tensor | None = None  # the mirrored template's (TRACK.FLIP_AVERAGE)
         self.state: Box | None = None
         self.frame_size: tuple[int, int] | None = None
         self.scale_filter: ScaleFilter | None = None
@@ -118,6 +120,9 @@ class SingleTracker:
             template, _ = self._crop(image, box, factor, size)
             in_crop = box_in_crop(np.array(box.as_list()), box, factor, size)
             self.template = dim_template_context(template, in_crop, self.cfg.model.template_context_gain)
+            self.template_tokens = self.network.embed_template(self.template)
+            if self.cfg.track.flip_average:
+                self.flipped_template_tokens = self.network.embed_template(self.template.flip(-1))
         self.state = box
         self.scale_filter = None
         if self.cfg.track.scale_filter.weight > 0:
@@ -136,9 +141,9 @@ class SingleTracker:
             search, resize_factor = self._crop(
                 image, self.state, self.cfg.test.search_factor, self.cfg.test.search_size
             )
-            out = self.network(self.template, search)
+            out = self.network(self.template_tokens, search)
             if self.cfg.track.flip_average:
-                out = flip_averaged(out, self.network(self.template.flip(-1), search.flip(-1)))
+                out = flip_averaged(out, self.network(self.flipped_template_tokens, search.flip(-1)))
             self.last_output = out
         score = out.score_map
         weighted, size_rate = self.window * score, self.cfg.track.size_update

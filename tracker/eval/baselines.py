@@ -1,13 +1,15 @@
 """OpenCV trackers behind the project's tracker contract: ``init(frame_bgr, Box)`` and
 ``update(frame_bgr) -> TrackResult``.
 
-MIL and NanoTrack ship with the main OpenCV package; CSRT and KCF need the contrib build
-(``pip install .[baselines]``, which replaces opencv-python-headless). A baseline that reports failure
+MIL and NanoTrack v2 ship with the main OpenCV package; CSRT and KCF need the contrib build
+(``pip install .[baselines]``, which replaces opencv-python-headless). NanoTrack v3 (``nano3``) runs through ONNX
+Runtime with the runner that ships beside its models in the peers folder. A baseline that reports failure
 keeps its last box, as the peer table in ``../shared/data/README.md`` was scored.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from tracker.types import Box, TrackResult
 PEERS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "peers"
 NANO_BACKBONE = "nanotrack_backbone_sim.onnx"
 NANO_HEAD = "nanotrack_head_sim.onnx"
+NANO3_DIR = "nanotrack_v3"
+NANO3_FILES = ("nano3.py", "nanotrack_backbone.onnx", "nanotrack_head.onnx")
 CONTRIB_HINT = "needs the OpenCV contrib build (pip install .[baselines])"
 
 
@@ -78,13 +82,27 @@ def _nano_factory(peers_dir: Path) -> Callable[[], cv2.Tracker]:
     return make
 
 
+def _nano3_factory(peers_dir: Path) -> Callable[[], object]:
+    """NanoTrack v3 through the peers folder's own runner (``nano3.py``), which has OpenCV's tracker interface."""
+    folder = peers_dir / NANO3_DIR
+    runner, backbone, head = (folder / name for name in NANO3_FILES)
+    missing = [p.name for p in (runner, backbone, head) if not p.is_file()]
+    if missing:
+        raise InputError(f"NanoTrack v3 files {', '.join(missing)} not found in {folder}; pass --peers DIR")
+    spec = importlib.util.spec_from_file_location("nano3", runner)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return lambda: module.Nano3(str(backbone), str(head))
+
+
 @dataclass(frozen=True)
 class BaselineInfo:
-    """A named OpenCV baseline: its label in tables, the cv2 factory it needs, and why it may be missing."""
+    """A named baseline: its label in tables, the cv2 factory it needs (None: it runs through ONNX Runtime), and
+    why it may be missing."""
 
     name: str
     label: str
-    cv2_factory: str
+    cv2_factory: str | None
     missing_hint: str
 
 
@@ -95,12 +113,16 @@ BASELINES = {
     "nano": BaselineInfo(
         "nano", "NanoTrack v2", "TrackerNano_create", "needs OpenCV >= 4.7 with TrackerNano"
     ),
+    "nano3": BaselineInfo("nano3", "NanoTrack v3", None, "needs onnxruntime (pip install onnxruntime)"),
 }
 
 
 def baseline_available(name: str) -> bool:
-    """Whether the installed cv2 has the tracker behind baseline ``name``."""
-    return hasattr(cv2, _info(name).cv2_factory)
+    """Whether this installation can run baseline ``name``: cv2 has its tracker, or ONNX Runtime is there."""
+    factory = _info(name).cv2_factory
+    if factory is None:
+        return importlib.util.find_spec("onnxruntime") is not None
+    return hasattr(cv2, factory)
 
 
 def build_baseline(name: str, peers_dir: Path = PEERS_DIR) -> OpenCVTracker:
@@ -110,6 +132,8 @@ def build_baseline(name: str, peers_dir: Path = PEERS_DIR) -> OpenCVTracker:
         raise InputError(f"baseline '{name}' {info.missing_hint}")
     if name == "nano":
         return OpenCVTracker(_nano_factory(Path(peers_dir)))
+    if name == "nano3":
+        return OpenCVTracker(_nano3_factory(Path(peers_dir)))
     return OpenCVTracker(getattr(cv2, info.cv2_factory))
 
 

@@ -34,7 +34,21 @@ class OSTrack(nn.Module):
         ce_template_mask: torch.Tensor | None = None,
         ce_keep_rate: float | None = None,
     ) -> dict:
-        tokens, aux = self.backbone(template, search, ce_template_mask, ce_keep_rate)
+        return self.forward_embedded(self.embed_template(template), search, ce_template_mask, ce_keep_rate)
+
+    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
+        """The template's tokens (B, Lz, C): the part of a step that depends on the template alone."""
+        return self.backbone.embed_template(template)
+
+    def forward_embedded(
+        self,
+        template_tokens: torch.Tensor,
+        search: torch.Tensor,
+        ce_template_mask: torch.Tensor | None = None,
+        ce_keep_rate: float | None = None,
+    ) -> dict:
+        """``forward`` from the template's tokens (``embed_template``), as a tracker runs every step."""
+        tokens, aux = self.backbone.forward_embedded(template_tokens, search, ce_template_mask, ce_keep_rate)
         search_tokens = tokens[:, -self.feat_size**2 :]
         batch, _, channels = search_tokens.shape
         feat = search_tokens.transpose(1, 2).reshape(batch, channels, self.feat_size, self.feat_size)

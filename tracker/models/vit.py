@@ -135,10 +135,23 @@ class OneStreamViT(nn.Module):
         ce_template_mask: torch.Tensor | None = None,
         ce_keep_rate: float | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        z = self.patch_embed(template) + self.pos_embed_z
+        return self.forward_embedded(self.embed_template(template), search, ce_template_mask, ce_keep_rate)
+
+    def embed_template(self, template: torch.Tensor) -> torch.Tensor:
+        """The template's tokens (B, Lz, C), positions added: what a tracker computes once per target."""
+        return self.patch_embed(template) + self.pos_embed_z
+
+    def forward_embedded(
+        self,
+        template_tokens: torch.Tensor,
+        search: torch.Tensor,
+        ce_template_mask: torch.Tensor | None = None,
+        ce_keep_rate: float | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """``forward`` from the template's tokens (``embed_template``) instead of its pixels."""
         x = self.patch_embed(search) + self.pos_embed_x
         batch = x.shape[0]
-        tokens = torch.cat([z, x], dim=1)
+        tokens = torch.cat([template_tokens, x], dim=1)
         focus = self._focus(ce_template_mask)
         global_index = torch.arange(self.num_search, device=x.device).expand(batch, -1)
         removed: list[torch.Tensor] = []
@@ -199,10 +212,11 @@ class NanoTrackStem(nn.Module):
         super().__init__()
         self.body = NanoTrackV3Backbone()
         self.proj = nn.Conv2d(self.body.out_channels, dim, 1)
-        # Normalised RGB -> BGR 0..255 is one per-channel affine map; as buffers they follow the model's device.
+        # Normalised RGB -> BGR 0..255 is one per-channel affine map. Stored with the weights: the map the stem was
+        # trained behind is part of the model, whatever DATA.MEAN/STD a later config says.
         bgr = [2, 1, 0]
-        self.register_buffer("pixel_scale", 255.0 * torch.tensor(std)[bgr].view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_shift", 255.0 * torch.tensor(mean)[bgr].view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_scale", 255.0 * torch.tensor(std)[bgr].view(1, 3, 1, 1))
+        self.register_buffer("pixel_shift", 255.0 * torch.tensor(mean)[bgr].view(1, 3, 1, 1))
         self.body_frozen = False  # training: the pretrained body gets no gradient (its weights stay as loaded)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

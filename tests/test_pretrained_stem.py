@@ -1,0 +1,146 @@
+"""NanoTrack v3's backbone as the one-stream ViT's patch embedding: built from the config, told apart by its
+tensors, loaded for training, frozen on schedule, and the template embedded once per target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tracker import build_tracker
+from tracker.arch import infer_config, read_architecture
+from tracker.config import load_config, with_overrides
+from tracker.errors import CheckpointError, ConfigError
+from tracker.models.ostrack import build_model
+from tracker.models.vit import NanoTrackStem
+from tracker.train.model_setup import build_optimizer
+from tracker.train.pretrained import freeze_stem_while_scheduled, load_pretrained_backbone
+from tracker.types import Box
+
+PEERS = Path(__file__).resolve().parents[1] / ".." / "shared" / "peers" / "nanotrack_v3"
+NANO_WEIGHTS = PEERS / "nanotrack_v3.safetensors"
+needs_peers = pytest.mark.skipif(not NANO_WEIGHTS.is_file(), reason=f"{NANO_WEIGHTS} is absent")
+
+
+def _config(**keys: str):
+    return with_overrides(load_config("bundled_nano_vit"), keys, source="test")
+
+
+def _model(**keys: str):
+    torch.manual_seed(0)
+    return build_model(_config(**keys))
+
+
+def test_the_stem_feeds_its_body_the_bgr_pixels_the_normalised_rgb_crop_came_from():
+    cfg = _config()
+    stem = build_model(cfg).backbone.patch_embed
+    assert isinstance(stem, NanoTrackStem)
+    bgr = torch.randint(0, 256, (1, 3, 96, 96)).float()
+    mean, std = torch.tensor(cfg.data.mean).view(1, 3, 1, 1), torch.tensor(cfg.data.std).view(1, 3, 1, 1)
+    normalised_rgb = (bgr.flip(1) / 255 - mean) / std
+    seen = {}
+    stem.body.register_forward_hook(lambda _m, args, _out: seen.update(pixels=args[0]))
+    tokens = stem(normalised_rgb)
+    assert torch.allclose(seen["pixels"], bgr, atol=1e-3)
+    assert tokens.shape == (1, 36, cfg.backbone.embed_dim)  # 96 px at stride 16: 6 x 6 tokens
+
+
+def test_a_stem_needs_nanotracks_stride():
+    with pytest.raises(ConfigError, match="STEM nanotrack_v3 has stride 16"):
+        _config(**{"MODEL.BACKBONE.STRIDE": "8", "DATA.TEMPLATE.SIZE": "96", "DATA.SEARCH.SIZE": "192"})
+
+
+def test_its_weights_are_told_apart_from_the_conv_stems_and_find_their_config():
+    state = _model().state_dict()
+    arch = read_architecture(state, "test")
+    assert (arch.stride, arch.template_size, arch.search_size) == (16, 96, 192)
+    assert infer_config(state, "test").name == "bundled_nano_vit"
+
+
+@needs_peers
+def test_training_loads_nanotrack_v3_into_the_stem_and_nothing_else():
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_pretrained_backbone(model, str(NANO_WEIGHTS))
+    assert "190 tensors" in report
+    released = load_file(str(NANO_WEIGHTS))
+    after = model.state_dict()
+    body = "backbone.patch_embed.body."
+    assert torch.equal(after[body + "features.9.conv.7.weight"], released["backbone.features.9.conv.7.weight"])
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith(body) for k in changed)
+
+
+@needs_peers
+def test_a_file_without_the_backbone_is_refused_in_one_line(tmp_path):
+    head_only = {k: v for k, v in load_file(str(NANO_WEIGHTS)).items() if k.startswith("ban_head.")}
+    path = tmp_path / "head.safetensors"
+    save_file(head_only, str(path))
+    with pytest.raises(CheckpointError, match="does not hold NanoTrack v3's backbone") as err:
+        load_pretrained_backbone(_model(), str(path))
+    assert "\n" not in str(err.value)
+
+
+def _one_training_step(model, cfg, step: int, steps_per_epoch: int) -> None:
+    freeze_stem_while_scheduled(model, cfg, step, steps_per_epoch)
+    model.train()
+    optimizer = build_optimizer(model, cfg)
+    out = model(torch.randn(2, 3, 96, 96), torch.randn(2, 3, 192, 192))
+    optimizer.zero_grad()
+    out["score_map"].sum().backward()
+    optimizer.step()
+
+
+def test_the_stem_stays_as_loaded_until_its_epoch_then_trains_and_its_batchnorm_never_moves():
+    cfg = _config(**{"TRAIN.STEM_FREEZE_EPOCH": "2", "TRAIN.STEM_MULTIPLIER": "0.1"})
+    model = build_model(cfg)
+    body = model.backbone.patch_embed.body
+    weights = {k: v.clone() for k, v in body.state_dict().items()}
+    _one_training_step(model, cfg, step=19, steps_per_epoch=10)  # epoch 1.9: frozen
+    assert all(torch.equal(v, weights[k]) for k, v in body.state_dict().items())
+    assert model.backbone.patch_embed.proj.weight.grad is not None  # the projection trains from the start
+    _one_training_step(model, cfg, step=20, steps_per_epoch=10)  # epoch 2: thawed
+    moved = {k for k, v in body.state_dict().items() if not torch.equal(v, weights[k])}
+    assert any(k.endswith("weight") for k in moved)
+    assert not any(k.endswith(("running_mean", "running_var")) for k in moved)
+
+
+def test_a_zero_multiplier_keeps_the_stem_frozen_for_good():
+    cfg = _config(**{"TRAIN.STEM_FREEZE_EPOCH": "0", "TRAIN.STEM_MULTIPLIER": "0"})
+    model = build_model(cfg)
+    freeze_stem_while_scheduled(model, cfg, step=10_000, steps_per_epoch=10)
+    assert model.backbone.patch_embed.body_frozen
+
+
+def test_the_optimiser_gives_the_stem_its_own_learning_rate():
+    cfg = _config(**{"TRAIN.LR": "0.001", "TRAIN.BACKBONE_MULTIPLIER": "0.5", "TRAIN.STEM_MULTIPLIER": "0.1"})
+    model = build_model(cfg)
+    groups = build_optimizer(model, cfg).param_groups
+    stem_ids = {id(p) for p in model.backbone.patch_embed.body.parameters()}
+    stem_group = next(g for g in groups if {id(p) for p in g["params"]} == stem_ids)
+    assert stem_group["lr"] == pytest.approx(0.001 * 0.5 * 0.1)
+
+
+def test_embedding_the_template_once_gives_the_same_step_as_the_whole_forward():
+    model = _model().eval()
+    template, search = torch.randn(1, 3, 96, 96), torch.randn(1, 3, 192, 192)
+    with torch.no_grad():
+        whole = model(template, search)
+        split = model.forward_embedded(model.embed_template(template), search)
+    for key in ("score_map", "size_map", "offset_map"):
+        assert torch.equal(whole[key], split[key])
+
+
+def test_the_tracker_embeds_the_template_at_init_and_never_again(monkeypatch):
+    tracker = build_tracker("bundled_nano_vit", device="cpu", backend="eager")
+    calls = []
+    real = tracker.model.backbone.embed_template
+    monkeypatch.setattr(tracker.model.backbone, "embed_template", lambda z: calls.append(1) or real(z))
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    tracker.init(frame, Box(140, 100, 40, 40))
+    for _ in range(3):
+        tracker.update(frame)
+    assert len(calls) == 1
