@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from headless_stream import machine, resources  # noqa: E402 (the same readings as the tracker soak)
 
 from tracker.grounding import build_grounder  # noqa: E402 (after the path set-up, so it runs from a checkout)
-from tracker.train.grounding_eval import SPEED_CLIP, SPEED_FRAME_SIZE, SPEED_QUERY, read_frames  # noqa: E402
+from tracker.train_grounding.evaluate import SPEED_CLIP, SPEED_FRAME_SIZE, SPEED_QUERY, read_frames  # noqa: E402
 
 WARMUP_FRAMES = 50
 RSS_GROWTH_LIMIT_MB = 50.0

@@ -16,7 +16,8 @@ import yaml
 from tests.helpers import CONFORMANCE, TINY_WEIGHTS, TINY_YAML
 from tracker import CheckpointError, build_model, load_config, load_model
 from tracker.arch import describe, infer_config, parameter_count
-from tracker.checkpoint import Checkpoint, load_state_into, read_checkpoint, save_safetensors
+from tracker.checkpoint import Checkpoint, read_checkpoint, save_safetensors
+from tracker.resolve import config_for, load_state_into
 
 pytestmark = pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="shared/conformance is not beside the repo")
 
@@ -299,8 +300,8 @@ def test_infers_the_official_configs_from_shapes_alone(keys_file, hint, expected
 def test_checkpoint_uses_its_experiment_hint():
     state = _meta_state("vitb256ce_keys.json")
     plain = Checkpoint("x.pth.tar", state, "torch", config_hint="vitb_256_mae_32x4_ep300")
-    assert plain.config_or_inferred().name == "ostrack_vitb256"
-    assert Checkpoint("x.pth.tar", state, "torch").config_or_inferred().name == "ostrack_vitb256_ce"
+    assert config_for(plain)[0].name == "ostrack_vitb256"
+    assert config_for(Checkpoint("x.pth.tar", state, "torch"))[0].name == "ostrack_vitb256_ce"
 
 
 def test_describe_reads_the_official_sizes():

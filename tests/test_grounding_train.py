@@ -16,8 +16,8 @@ from tracker.config import load_config
 from tracker.errors import InputError
 from tracker.grounding import letterbox
 from tracker.models.grounding import GroundingNet
-from tracker.train.grounding_captions import absent_caption, colour_word, label_caption, mirror_caption
-from tracker.train.grounding_data import (
+from tracker.train_grounding.captions import absent_caption, colour_word, label_caption, mirror_caption
+from tracker.train_grounding.data import (
     GroundingDataset,
     boxes_in_view,
     collate_clips,
@@ -27,9 +27,9 @@ from tracker.train.grounding_data import (
     read_tnl2k_language,
     view_matrix,
 )
-from tracker.train.grounding_losses import event_targets, grounding_loss, heat_targets
-from tracker.train.grounding_synth import Drawn, describe, synthetic_clip
-from tracker.train.grounding_trainer import main as train_main
+from tracker.train_grounding.losses import event_targets, grounding_loss, heat_targets
+from tracker.train_grounding.synth import Drawn, describe, synthetic_clip
+from tracker.train_grounding.trainer import main as train_main
 
 TINY = ROOT / "tests" / "data" / "grounding_tiny.yaml"
 
@@ -249,7 +249,7 @@ def test_trainer_is_seeded_resumable_and_keeps_other_manifest_entries(tmp_path, 
 
 
 def test_presence_roc_auc_counts_ties_half():
-    from tracker.train.grounding_eval import roc_auc
+    from tracker.train_grounding.evaluate import roc_auc
 
     assert roc_auc(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == 1.0
     assert roc_auc(np.array([0.1]), np.array([0.9])) == 0.0

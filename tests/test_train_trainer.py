@@ -188,7 +188,7 @@ def test_two_cpu_processes_under_torchrun(data_roots, tmp_path):
 def test_pretrained_vit_checkpoint_fills_the_backbone(tmp_path):
     from tracker import build_model
     from tracker.models.vit import interpolate_pos_embed
-    from tracker.train.trainer import load_pretrained_backbone
+    from tracker.train.pretrained import load_pretrained_backbone
 
     cfg = load_config(fx.TRAIN_YAML)
     torch.manual_seed(1)

@@ -15,7 +15,8 @@ from tracker import build as build_module
 from tracker import weights as weights_module
 from tracker.arch import parameter_count
 from tracker.checkpoint import read_checkpoint, save_safetensors
-from tracker.weights import default_weights, file_sha256, main, resolve_weights
+from tracker.weights import default_weights, file_sha256, resolve_weights
+from tracker.weights.cli import main
 
 pytestmark = pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="shared/conformance is not beside the repo")
 

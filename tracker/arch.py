@@ -18,6 +18,7 @@ import torch
 
 from tracker.config import NANOTRACK_STRIDE, Config, available_configs, load_config
 from tracker.errors import CheckpointError
+from tracker.models.ostrack import build_model
 
 PATCH_KEY = "backbone.patch_embed.proj.weight"
 FC1_KEY = "backbone.blocks.0.mlp.fc1.weight"
@@ -193,8 +194,6 @@ def _fits(cfg: Config, arch: Architecture, shapes: dict[str, tuple[int, ...]]) -
 
 @functools.lru_cache(maxsize=16)
 def _model_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
-    from tracker.models.ostrack import build_model  # models import config; keep this module light to import
-
     with torch.device("meta"):
         model = build_model(cfg)
     return _shapes(model.state_dict())

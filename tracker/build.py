@@ -8,20 +8,14 @@ from pathlib import Path
 import torch
 
 from tracker.accel import configure_cpu_threads
-from tracker.checkpoint import load_state_into, read_checkpoint
-from tracker.config import Config, load_config, with_overrides
+from tracker.config import Config
 from tracker.models.ostrack import OSTrack, build_model
+from tracker.resolve import ResolvedModel, load_state_into, resolve_model
 from tracker.single import SingleTracker, resolve_device
+from tracker.weights import default_weights
 
-OVERRIDES_SOURCE = "config overrides"  # how errors in build_tracker(overrides=...) name their origin
-
-
-def default_weights() -> Path:
-    """The bundled model: the manifest entry marked ``"default": true`` in ``weights/``, sha256 checked."""
-    # Imported here, not at the top: `python -m tracker.weights` must not find itself already imported.
-    from tracker import weights as weights_folder
-
-    return weights_folder.default_weights()
+# default_weights is re-exported: the app and the evaluator ask this module for the bundled model.
+__all__ = ["build_tracker", "default_weights", "load_model", "model_from"]
 
 
 def load_model(
@@ -33,22 +27,17 @@ def load_model(
     the weights file (embedded, or inferred from tensor shapes). With neither, the bundled model. ``overrides``
     (dotted keys, YAML values) then change that config before the model is built, e.g. a test-time setting.
     Returns the model in eval mode and its config."""
-    if weights is None and config is None:
-        weights = default_weights()
-    if weights is None:
-        cfg = with_overrides(load_config(config), overrides, source=OVERRIDES_SOURCE)
-        return build_model(cfg).eval(), cfg
-    from tracker.weights import resolve_weights, verify_against_manifest  # see default_weights
+    resolved = resolve_model(config, weights, overrides)
+    return model_from(resolved), resolved.config
 
-    path = resolve_weights(weights)  # a path, or a file name in weights/
-    verify_against_manifest(path)  # bundled files must match their manifest sha256
-    ckpt = read_checkpoint(path)
-    cfg = load_config(config) if config is not None else ckpt.config_or_inferred()
-    cfg = with_overrides(cfg, overrides, source=OVERRIDES_SOURCE)
-    with torch.device("meta"):
-        model = build_model(cfg)
-    model = load_state_into(model, ckpt.state_dict, str(path), cfg)
-    return model.eval(), cfg
+
+def model_from(resolved: ResolvedModel) -> OSTrack:
+    """The model ``resolved`` describes, in eval mode: its tensors loaded strictly, or random weights if none."""
+    if resolved.state_dict is None:
+        return build_model(resolved.config).eval()
+    with torch.device("meta"):  # no memory or init time for weights the file replaces
+        model = build_model(resolved.config)
+    return load_state_into(model, resolved.state_dict, resolved.source, resolved.config).eval()
 
 
 def build_tracker(

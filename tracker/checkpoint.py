@@ -4,8 +4,8 @@ Reads: official OSTrack checkpoints (``{'net': state_dict}`` ``.pth``/``.pth.tar
 released training checkpoints whose pickles name training-code classes) and our safetensors files (config in the
 metadata, or a YAML beside them). Nothing named in a file is ever imported or run: ``torch.load`` runs with
 ``weights_only=True``; files it refuses go through ``tracker.safe_unpickle``, which builds inert placeholders and
-refuses files that ask to run code. Loading into a model is strict: every missing, unexpected or mis-shaped key is
-reported in one error.
+refuses files that ask to run code. Which config a file's tensors need, and loading them into a model, is
+``tracker.resolve``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from tracker.config import Config, config_from_yaml_text
@@ -48,13 +48,6 @@ class Checkpoint:
     layout: str = ""
     dtypes: tuple[str, ...] = ()
 
-    def config_or_inferred(self) -> Config:
-        if self.config is not None:
-            return self.config
-        from tracker.arch import infer_config
-
-        return infer_config(self.state_dict, source=self.path, hint=self.config_hint)
-
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a weights file without running anything in it; tensors come back as float32 CPU tensors."""
@@ -71,8 +64,6 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 def _read_safetensors(path: Path) -> Checkpoint:
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
@@ -205,40 +196,6 @@ def _settings_hint(obj: Any) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Into a model
-
-
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, cfg: Config):
-    """Load ``state`` strictly; on any mismatch raise one error listing them and naming a config that would fit."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mis_shaped = [
-        f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or mis_shaped:
-        raise CheckpointError(_mismatch_message(source, cfg, state, missing, unexpected, mis_shaped))
-    model.load_state_dict(state, strict=True, assign=True)
-    for name, buffer in model.named_buffers():
-        if buffer.is_meta:
-            raise CheckpointError(f"{source}: buffer {name} was not filled by the file; report this as a bug")
-    return model
-
-
-def _mismatch_message(source, cfg, state, missing, unexpected, mis_shaped) -> str:
-    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
-    problems += [f"shape {k}" for k in mis_shaped]
-    listed = "; ".join(problems[:MAX_LISTED])
-    more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    from tracker.arch import config_advice
-
-    fit = config_advice(state)
-    return f"{source} does not fit config '{cfg.name or 'given'}' ({len(problems)} mismatches: {listed}{more}); {fit}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Our format
 
 
@@ -258,8 +215,6 @@ def save_safetensors(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
     return path
-
-
 
 
 def finite_or_raise(value: float, what: str) -> float:

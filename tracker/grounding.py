@@ -7,7 +7,6 @@ boxes in frame pixels (best first), the presence probability and the online star
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import unicodedata
@@ -18,17 +17,16 @@ import cv2
 import numpy as np
 import torch
 
-from tracker.checkpoint import read_checkpoint
 from tracker.config import Config, load_config
 from tracker.errors import CheckpointError, InputError
 from tracker.models.grounding import GroundingNet, GroundingOutput, find_peaks
 from tracker.models.text import TextEncoding, minilm_available
 from tracker.preprocess import Normalizer, to_bgr_uint8
+from tracker.resolve import mismatches, open_weights
 from tracker.single import resolve_device
 from tracker.types import Box, Candidate, GroundingResult
+from tracker.weights import read_manifest, weights_folder
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MANIFEST = WEIGHTS_DIR / "manifest.json"
 DEFAULT_CONFIG = "grounding_small"
 FALLBACK_CONFIG = "grounding_hashed"
 QUERY_CACHE_SIZE = 16  # encoded queries kept; users switch between a few
@@ -208,14 +206,10 @@ class Grounder:
 
 def default_grounding_weights() -> Path | None:
     """The bundled grounding model: the manifest's ``kind: grounding`` entry marked default, else the first."""
-    if not MANIFEST.is_file():
-        return None
-    entries = json.loads(MANIFEST.read_text(encoding="utf-8")).get("files", {})
-    ours = [
-        (n, e) for n, e in entries.items() if e.get("kind") == "grounding" and (WEIGHTS_DIR / n).is_file()
-    ]
-    ours.sort(key=lambda item: not item[1].get("default", False))
-    return WEIGHTS_DIR / ours[0][0] if ours else None
+    folder = weights_folder()
+    ours = [e for e in read_manifest(folder).values() if e.kind == "grounding" and (folder / e.name).is_file()]
+    ours.sort(key=lambda entry: not entry.default)
+    return folder / ours[0].name if ours else None
 
 
 def default_grounding_config() -> str:
@@ -231,10 +225,7 @@ def load_grounding_model(
     if weights is None:
         cfg = load_config(config if config is not None else default_grounding_config())
         return GroundingNet(cfg).eval(), cfg
-    from tracker.weights import verify_against_manifest
-
-    verify_against_manifest(weights)
-    ckpt = read_checkpoint(weights)
+    ckpt = open_weights(weights)
     if config is not None:
         cfg = load_config(config)
     elif ckpt.config is not None:
@@ -248,14 +239,7 @@ def load_grounding_model(
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load every tensor or raise one CheckpointError naming the first mismatches."""
-    expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"shape {k} {tuple(state[k].shape)} (model {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    problems = mismatches(model.state_dict(), state)
     if problems:
         raise CheckpointError(
             f"{source} does not fit this grounding config ({len(problems)} mismatches: {'; '.join(problems[:5])}); "

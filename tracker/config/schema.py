@@ -1,28 +1,20 @@
-"""Typed, frozen config tree and its strict YAML loader.
+"""The config tree: typed, frozen dataclasses, one per section of the YAML.
 
 The YAML schema is the official OSTrack experiment schema (``MODEL``, ``DATA``, ``TRAIN``, ``TEST`` with upper-case
 keys), so the official experiment files load as they are. Field ``foo_bar`` is written ``FOO_BAR`` in YAML. A few keys
 are ours and optional: the backbone sizes (``EMBED_DIM``, ``DEPTH``, ``NUM_HEADS``, ``MLP_RATIO``; the official code
-derives them from ``TYPE``) and the ``TRACK`` section (session behaviour). Unknown or ill-typed keys are errors that
-name the key and the file.
+derives them from ``TYPE``) and the ``TRACK`` section (session behaviour). Reading YAML into this tree is
+``tracker.config.loading``; the checks a whole config must pass are ``tracker.config.validation``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
-
-from tracker.errors import ConfigError, first_line
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # Backbone sizes the official builder hard-codes from MODEL.BACKBONE.TYPE: (embed_dim, depth, num_heads, mlp_ratio).
 KNOWN_BACKBONES: dict[str, tuple[int, int, int, float]] = {
@@ -37,6 +29,7 @@ CE_TEMPLATE_RANGES = ("ALL", "CTR_POINT", "CTR_REC")
 # "nanotrack_v3" NanoTrack v3's pretrained MobileNetV3 backbone (stride 16, 96 channels) and a 1x1 projection.
 STEMS = ("patch", "conv", "nanotrack_v3")
 NANOTRACK_STRIDE = 16  # the stride NanoTrack v3's backbone was built and trained with
+TEXT_ENCODERS = ("minilm", "hf", "hashed")  # GROUNDING.TEXT_ENCODER choices
 
 
 @dataclass(frozen=True)
@@ -260,7 +253,7 @@ class TrackConfig:
 
 @dataclass(frozen=True)
 class GroundingTrainConfig:
-    """Grounding training (ours): schedule, data mix and loss weights of ``tracker.train.grounding_trainer``.
+    """Grounding training (ours): schedule, data mix and loss weights of ``tracker.train_grounding``.
 
     Ratios are the chance that a sample comes from synthetic scenes / real sequences (the rest are pseudo-sequences
     cut from labelled photographs); ``negative_ratio`` is the chance its caption names something absent.
@@ -378,279 +371,6 @@ class Config:
         return yaml.safe_dump(self.to_yaml_dict(), sort_keys=False)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def available_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config name from ``configs/`` (``ostrack_vitb256_ce``) or a path to a YAML file."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file {text} does not exist; give a YAML path or one of: {_known()}")
-        return path
-    candidate = CONFIG_DIR / f"{text}.yaml"
-    if candidate.is_file():
-        return candidate
-    raise ConfigError(f"unknown config '{text}'; use one of: {_known()} (or a path to a YAML file)")
-
-
-def load_config(name_or_path: str | Path | Config) -> Config:
-    """Load a config by name or path; a ``Config`` passes through unchanged."""
-    if isinstance(name_or_path, Config):
-        return name_or_path
-    path = resolve_config_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not a readable YAML file ({first_line(err)}); fix or replace it") from None
-    name = path.stem if path.parent.resolve() == CONFIG_DIR.resolve() else str(path)
-    return config_from_dict(raw or {}, source=str(path), name=name)
-
-
-def config_from_yaml_text(text: str, source: str, name: str = "") -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: embedded config is not valid YAML ({first_line(err)})") from None
-    return config_from_dict(raw or {}, source=source, name=name)
-
-
-def config_from_dict(raw: dict[str, Any], source: str = "<dict>", name: str = "") -> Config:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys (MODEL, DATA, TEST, ...), not a list")
-    raw = dict(raw)
-    raw.pop("NAME", None)
-    cfg = _build(Config, raw, "", source)
-    cfg = dataclasses.replace(cfg, name=name)
-    return _validated(_with_backbone_sizes(cfg, source), source)
-
-
-def _with_backbone_sizes(cfg: Config, source: str) -> Config:
-    bb = cfg.backbone
-    sizes = (bb.embed_dim, bb.depth, bb.num_heads, bb.mlp_ratio)
-    if None not in sizes:
-        return cfg
-    if bb.type not in KNOWN_BACKBONES:
-        missing = [
-            k for k, v in zip(("EMBED_DIM", "DEPTH", "NUM_HEADS", "MLP_RATIO"), sizes, strict=False) if v is None
-        ]
-        raise ConfigError(
-            f"{source}: MODEL.BACKBONE.TYPE '{bb.type}' is not a known backbone, so MODEL.BACKBONE needs "
-            f"{', '.join(missing)}; add them or use a TYPE of: {', '.join(KNOWN_BACKBONES)}"
-        )
-    defaults = KNOWN_BACKBONES[bb.type]
-    filled = [d if v is None else v for v, d in zip(sizes, defaults, strict=False)]
-    new_bb = dataclasses.replace(bb, embed_dim=filled[0], depth=filled[1], num_heads=filled[2], mlp_ratio=filled[3])
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=new_bb))
-
-
-def _validated(cfg: Config, source: str) -> Config:
-    bb = cfg.backbone
-
-    def fail(message: str) -> None:
-        raise ConfigError(f"{source}: {message}")
-
-    if bb.embed_dim % bb.num_heads:
-        fail(f"MODEL.BACKBONE.EMBED_DIM {bb.embed_dim} is not divisible by NUM_HEADS {bb.num_heads}")
-    if len(bb.ce_loc) != len(bb.ce_keep_ratio):
-        fail("MODEL.BACKBONE.CE_LOC and CE_KEEP_RATIO must have the same length")
-    if any(not 0 <= i < bb.depth for i in bb.ce_loc):
-        fail(f"MODEL.BACKBONE.CE_LOC {list(bb.ce_loc)} names blocks outside 0..{bb.depth - 1}")
-    if any(not 0 < r <= 1 for r in bb.ce_keep_ratio):
-        fail("MODEL.BACKBONE.CE_KEEP_RATIO values must be in (0, 1]")
-    if bb.ce_template_range not in CE_TEMPLATE_RANGES:
-        fail(f"MODEL.BACKBONE.CE_TEMPLATE_RANGE '{bb.ce_template_range}' is not one of {CE_TEMPLATE_RANGES}")
-    if bb.stem not in STEMS:
-        fail(f"MODEL.BACKBONE.STEM '{bb.stem}' is not one of {STEMS}")
-    if bb.stem == "conv" and (bb.stride & (bb.stride - 1) or bb.stride < 2):
-        fail(f"MODEL.BACKBONE.STEM conv needs a STRIDE that is a power of two, not {bb.stride}")
-    if bb.stem == "nanotrack_v3" and bb.stride != NANOTRACK_STRIDE:
-        fail(f"MODEL.BACKBONE.STEM nanotrack_v3 has stride {NANOTRACK_STRIDE}; set STRIDE to it, not {bb.stride}")
-    if bb.cat_mode != "direct":
-        fail(f"MODEL.BACKBONE.CAT_MODE '{bb.cat_mode}' is not supported; use 'direct'")
-    if cfg.model.head.type != "CENTER":
-        fail(f"MODEL.HEAD.TYPE '{cfg.model.head.type}' is not supported; use 'CENTER'")
-    if cfg.model.head.num_channels % 8:
-        fail(f"MODEL.HEAD.NUM_CHANNELS {cfg.model.head.num_channels} must be a multiple of 8")
-    for label, size in (("DATA.TEMPLATE.SIZE", cfg.data.template.size), ("DATA.SEARCH.SIZE", cfg.data.search.size)):
-        if size <= 0 or size % bb.stride:
-            fail(f"{label} {size} must be a positive multiple of MODEL.BACKBONE.STRIDE {bb.stride}")
-    if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
-        fail("DATA.MEAN and DATA.STD need three values (R, G, B)")
-    if not all(math.isfinite(v) for v in cfg.data.mean) or not all(math.isfinite(v) and v > 0 for v in cfg.data.std):
-        fail("DATA.MEAN values must be finite numbers and DATA.STD values finite and above 0")
-    for label, crop in (("DATA.TEMPLATE", cfg.data.template), ("DATA.SEARCH", cfg.data.search)):
-        if not 0 <= crop.undersize_prob <= 1:  # also false for NaN
-            fail(f"{label}.UNDERSIZE_PROB must be a probability between 0 and 1, got {crop.undersize_prob}")
-        if not 0 < crop.undersize_min <= 1:
-            fail(f"{label}.UNDERSIZE_MIN must be a side factor above 0 and at most 1, got {crop.undersize_min}")
-    if not (math.isfinite(cfg.train.stem_freeze_epoch) and cfg.train.stem_freeze_epoch >= 0):
-        fail(f"TRAIN.STEM_FREEZE_EPOCH must be 0 or more epochs, got {cfg.train.stem_freeze_epoch}")
-    if not (math.isfinite(cfg.train.stem_multiplier) and cfg.train.stem_multiplier >= 0):
-        fail(f"TRAIN.STEM_MULTIPLIER must be 0 (a stem that never trains) or more, got {cfg.train.stem_multiplier}")
-    _validate_test_and_track(cfg, fail)
-    _validate_grounding(cfg.grounding, fail)
-    return cfg
-
-
-def _validate_test_and_track(cfg: Config, fail) -> None:
-    """The tracker's crop sizes must be what the model was built for; thresholds must be usable numbers."""
-    test, track = cfg.test, cfg.track
-    for label, size, built in (
-        ("TEST.TEMPLATE_SIZE", test.template_size, cfg.data.template.size),
-        ("TEST.SEARCH_SIZE", test.search_size, cfg.data.search.size),
-    ):
-        if size != built:
-            fail(f"{label} {size} differs from the model's input size {built} (DATA.*.SIZE); make them equal")
-    if test.ce_keep_ratio and len(test.ce_keep_ratio) != len(cfg.backbone.ce_loc):
-        fail(f"TEST.CE_KEEP_RATIO needs one ratio per MODEL.BACKBONE.CE_LOC block ({len(cfg.backbone.ce_loc)})")
-    if any(not 0 < r < 1 for r in test.ce_keep_ratio):
-        fail("TEST.CE_KEEP_RATIO values must be above 0 and below 1 (leave it out to track with the trained ratios)")
-    for label, factor in (("TEST.TEMPLATE_FACTOR", test.template_factor), ("TEST.SEARCH_FACTOR", test.search_factor)):
-        if not (math.isfinite(factor) and factor > 0):
-            fail(f"{label} must be a number above 0, got {factor}")
-    for label, score in (("TRACK.LOST_SCORE", track.lost_score), ("TRACK.RECOVER_SCORE", track.recover_score)):
-        if not 0 <= score <= 1:  # also false for NaN
-            fail(f"{label} must be a score between 0 and 1, got {score}")
-    for label, frames in (("TRACK.LOST_FRAMES", track.lost_frames), ("TRACK.RECOVER_FRAMES", track.recover_frames)):
-        if frames < 1:
-            fail(f"{label} must be at least 1, got {frames}")
-    if track.trail_length < 0:
-        fail(f"TRACK.TRAIL_LENGTH must be 0 or more, got {track.trail_length}")
-    if not 0 < track.size_update <= 1:
-        fail(f"TRACK.SIZE_UPDATE must be above 0 and at most 1, got {track.size_update}")
-    if not 0 <= cfg.model.template_context_gain <= 1:
-        fail(f"MODEL.TEMPLATE_CONTEXT_GAIN must be from 0 to 1, got {cfg.model.template_context_gain}")
-    if track.scale_penalty < 0:
-        fail(f"TRACK.SCALE_PENALTY must be 0 (off) or more, got {track.scale_penalty}")
-    if track.clip_margin < 1:
-        fail(f"TRACK.CLIP_MARGIN must be 1 pixel or more, got {track.clip_margin}")
-    _validate_scale_filter(track.scale_filter, fail)
-
-
-def _validate_scale_filter(sf: ScaleFilterConfig, fail) -> None:
-    if not 0 <= sf.weight <= 1:
-        fail(f"TRACK.SCALE_FILTER.WEIGHT must be from 0 (off) to 1, got {sf.weight}")
-    if sf.scales < 3 or sf.scales % 2 == 0:
-        fail(f"TRACK.SCALE_FILTER.SCALES must be an odd number of 3 or more, got {sf.scales}")
-    if not (math.isfinite(sf.step) and sf.step > 1):
-        fail(f"TRACK.SCALE_FILTER.STEP must be a factor above 1, got {sf.step}")
-    if not 0 < sf.learning_rate <= 1:
-        fail(f"TRACK.SCALE_FILTER.LEARNING_RATE must be above 0 and at most 1, got {sf.learning_rate}")
-    if not (sf.sigma_factor > 0 and sf.reg > 0 and sf.model_area >= 64):
-        fail("TRACK.SCALE_FILTER.SIGMA_FACTOR and REG must be above 0, and MODEL_AREA 64 pixels or more")
-
-
-TEXT_ENCODERS = ("minilm", "hf", "hashed")
-
-
-def _validate_grounding(g: GroundingConfig, fail) -> None:
-    if g.text_encoder not in TEXT_ENCODERS:
-        fail(f"GROUNDING.TEXT_ENCODER '{g.text_encoder}' is not one of {TEXT_ENCODERS}")
-    if g.text_encoder == "hf" and not g.text_path:
-        fail("GROUNDING.TEXT_ENCODER 'hf' needs GROUNDING.TEXT_PATH (a Hugging Face model folder)")
-    if g.embed_dim % g.num_heads:
-        fail(f"GROUNDING.EMBED_DIM {g.embed_dim} is not divisible by NUM_HEADS {g.num_heads}")
-    if g.stride != 16 or g.input_size <= 0 or g.input_size % g.stride:
-        fail(f"GROUNDING.INPUT_SIZE {g.input_size} must be a positive multiple of STRIDE, and STRIDE must be 16")
-    if len(g.ce_loc) != len(g.ce_keep_ratio):
-        fail("GROUNDING.CE_LOC and CE_KEEP_RATIO must have the same length")
-    if any(not 0 <= i < g.depth for i in g.ce_loc) or any(not 0 < r <= 1 for r in g.ce_keep_ratio):
-        fail(f"GROUNDING.CE_LOC must name blocks in 0..{g.depth - 1} and CE_KEEP_RATIO values be in (0, 1]")
-    if g.head_channels % 8:
-        fail(f"GROUNDING.HEAD_CHANNELS {g.head_channels} must be a multiple of 8")
-    positive = ("max_tokens", "memory_length", "top_k", "event_frames", "handoff_frames", "recheck_interval")
-    for key in positive:
-        if getattr(g, key) < 1:
-            fail(f"GROUNDING.{key.upper()} must be at least 1")
-    if not 0 <= g.presence_off <= g.presence_on <= 1:
-        fail("GROUNDING.PRESENCE_OFF must not exceed PRESENCE_ON, both in 0..1")
-
-
-def parse_overrides(entries: list[str], source: str = "--set") -> dict[str, str]:
-    """``["TEST.SEARCH_FACTOR=3.5", ...]`` as a mapping for ``with_overrides``."""
-    overrides = {}
-    for entry in entries:
-        key, sep, value = entry.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{source} '{entry}' must look like KEY=VALUE, e.g. DATA.SEARCH.SCALE_JITTER=0.5")
-        overrides[key.strip()] = value.strip()
-    return overrides
-
-
-def with_overrides(cfg: Config, overrides: Mapping[str, str] | None, source: str = "overrides") -> Config:
-    """``cfg`` with dotted keys replaced (``{"TEST.SEARCH_FACTOR": "3.5"}``); values are YAML (``[0.9, 0.9]`` is a
-    list). The result is validated like a file, so an unknown key or a bad value is one ``ConfigError`` line.
-    With no overrides, ``cfg`` itself."""
-    if not overrides:
-        return cfg
-    raw = cfg.to_yaml_dict()
-    for dotted, text in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            raise ConfigError(f"{source}: unknown key {dotted}; use a dotted config key such as TEST.SEARCH_FACTOR")
-        try:
-            node[leaf] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            message = f"{source}: {dotted}={text} is not a readable value; give a number, a word or a [list]"
-            raise ConfigError(message) from None
-    return config_from_dict(raw, source=source, name=cfg.name)
-
-
-def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping of keys")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "name"}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        fname = str(key).lower()
-        if fname not in fields or str(key) != str(key).upper():
-            known = ", ".join(n.upper() for n in fields)
-            raise ConfigError(f"{source}: unknown key {prefix}{key}; known keys here: {known}")
-        hint = hints[fname]
-        if dataclasses.is_dataclass(hint):
-            values[fname] = _build(hint, value if value is not None else {}, f"{prefix}{key}.", source)
-        else:
-            values[fname] = _coerce(value, hint, f"{prefix}{key}", source)
-    return cls(**values)
-
-
-def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key, source)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str and isinstance(value, str):
-        return value
-    type_name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{source}: {key} must be {type_name}, got {value!r}")
-
 
 def _to_yaml_dict(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
@@ -661,6 +381,3 @@ def _to_yaml_dict(obj: Any) -> Any:
         return [_to_yaml_dict(v) for v in obj]
     return obj
 
-
-def _known() -> str:
-    return ", ".join(available_configs()) or "(no configs found)"

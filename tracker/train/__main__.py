@@ -10,7 +10,8 @@ from pathlib import Path
 from tracker.config import load_config, parse_overrides, with_overrides
 from tracker.errors import InputError, TrackerError
 from tracker.train.datasets import DEFAULT_CACHE_DIR, READERS
-from tracker.train.trainer import TrainOptions, train
+from tracker.train.options import TrainOptions
+from tracker.train.trainer import train
 
 EPILOG = f"""dataset names (DATA.TRAIN.DATASETS_NAME): {", ".join(READERS)}
 

@@ -8,6 +8,10 @@ uninterrupted one would.
 Outputs in ``--out``: ``config.yaml``, ``log.jsonl`` (one record per log interval, validation and event),
 ``checkpoints/last.pt`` (resumable), ``final.safetensors`` and ``best.safetensors`` (weights with the config and
 provenance in their metadata, via ``tracker.checkpoint.save_safetensors``).
+
+The run's parts, each in its own module: ``options`` (what a run is given), ``distributed`` (processes, seeds,
+threads), ``loader`` (data), ``model_setup`` and ``pretrained`` (model, optimiser, pretrained stem and its freeze),
+``checkpoints`` (resumable state), ``schedule`` (LR and CE keep rate), ``validate``; this module is the loop.
 """
 
 from __future__ import annotations
@@ -15,372 +19,34 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from tracker.checkpoint import load_state_into, read_checkpoint, save_safetensors
-from tracker.config import Config
-from tracker.errors import CheckpointError, InputError, first_line
+from tracker.checkpoint import save_safetensors
+from tracker.errors import CheckpointError, InputError
 from tracker.models.candidate import template_focus_mask
-from tracker.models.ostrack import OSTrack, build_model
-from tracker.models.vit import NanoTrackStem
-from tracker.single import resolve_device
-from tracker.train.datasets import DEFAULT_CACHE_DIR, TrainingSource, hold_out, load_source, warm_video_cache
+from tracker.train.checkpoints import (
+    CHECKPOINT_FORMAT,
+    Progress,
+    load_training_checkpoint,
+    rng_state,
+    save_training_checkpoint,
+    set_rng_state,
+)
+from tracker.train.distributed import default_threads, init_distributed, make_deterministic, seed_everything
+from tracker.train.loader import make_loader, read_sources
 from tracker.train.losses import TrackingLoss
-from tracker.train.sampler import PairBatch, PairDataset, collate_pairs
+from tracker.train.model_setup import build_optimizer, build_training_model
+from tracker.train.options import TrainOptions, TrainResult
+from tracker.train.pretrained import freeze_stem_while_scheduled
+from tracker.train.sampler import PairBatch, PairDataset
 from tracker.train.schedule import ce_keep_rate, check_scheduler, lr_factor
 from tracker.train.validate import SequenceValidator, Validator, load_validator
-
-CHECKPOINT_FORMAT = "ostrack-live-train-1"
-# Parameters the forward pass never uses: the 224-pixel pretrain position table and cls token only seed the
-# template/search tables. Frozen so DDP does not wait for their gradients.
-UNUSED_PARAMETERS = ("backbone.pos_embed", "backbone.cls_token")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Everything a run needs besides the config. ``data``: (dataset name, root) pairs for the config's
-    ``DATA.TRAIN.DATASETS_NAME``. ``max_steps`` / ``max_minutes`` stop a run early without changing its
-    schedule (a checkpoint and the weights are written, and ``--resume`` continues it)."""
-
-    config: Config
-    data: tuple[tuple[str, str], ...]
-    out_dir: Path
-    seed: int = 42
-    device: str = "auto"
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    workers: int | None = None
-    threads: int | None = None
-    checkpoint_every: int | None = None
-    log_every: int | None = None
-    val_every: int | None = None
-    val_sequences: tuple[str, ...] = ()
-    val_frames: int | None = None
-    val_fn: str | None = None
-    resume: str | None = None
-    pretrained: str | None = None
-    init: str | None = None  # whole-model weights to start from (fine-tuning), with a fresh optimiser and schedule
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    progress: bool = True
-    command: str = ""
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run produced: the step it stopped at, the weights written, and the best validation score (known
-    to the main process only; ``main_process`` says whether this is it)."""
-
-    step: int
-    total_steps: int
-    final_weights: Path
-    best_weights: Path | None
-    best_metric: float | None
-    wall_time_s: float
-    main_process: bool = True
-
-
-@dataclass
-class _Progress:
-    """Mutable run state that goes into every checkpoint."""
-
-    step: int = 0
-    best_metric: float | None = None
-    best_step: int | None = None
-    elapsed_s: float = 0.0
-    history: list[dict] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Processes, seeds, threads
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world: int
-    local_rank: int
-    local_world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> DistInfo:
-    """Join the ``torchrun`` process group if there is one (NCCL on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank, world, local_rank, local_world, device)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_deterministic(device: torch.device) -> None:
-    """Ask torch for deterministic kernels (CPU kernels are already; on GPU this trades a little speed)."""
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def default_threads(info: DistInfo) -> int:
-    return max(1, (os.cpu_count() or 1) // max(info.local_world, 1))
-
-
-def default_workers(cfg: Config, info: DistInfo) -> int:
-    """Data workers per process: the config's NUM_WORKER, but leave the model one core per process."""
-    spare = max(0, (os.cpu_count() or 1) // max(info.local_world, 1) - 1)
-    return max(0, min(cfg.train.num_worker, max(spare, 1)))
-
-
-def _worker_init(_: int) -> None:
-    # Each worker crops and augments single samples: more threads per worker only oversubscribe the cores.
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Data
-
-
-class StepBatches(Sampler):
-    """Batches of ``(epoch, index)`` keys for steps ``start`` .. ``total - 1``, this process's share of each.
-
-    Step ``s`` is epoch ``s // steps_per_epoch``; its global batch holds ``world * batch`` consecutive indices,
-    of which process ``rank`` takes the ``rank``-th slice.
-    """
-
-    def __init__(self, steps_per_epoch: int, batch: int, rank: int, world: int, start: int, total: int) -> None:
-        self.steps_per_epoch, self.batch, self.rank, self.world = steps_per_epoch, batch, rank, world
-        self.start, self.total = start, total
-
-    def __len__(self) -> int:
-        return max(0, self.total - self.start)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for step in range(self.start, self.total):
-            epoch, within = divmod(step, self.steps_per_epoch)
-            first = (within * self.world + self.rank) * self.batch
-            yield [(epoch, first + j) for j in range(self.batch)]
-
-
-def read_sources(options: TrainOptions, info: DistInfo) -> tuple[list[TrainingSource], list, list[float]]:
-    """The config's training datasets from the ``--data`` roots, minus held-out sequences; videos decoded once."""
-    cfg, roots = options.config, dict(options.data)
-    names, ratios = cfg.data.train.datasets_name, list(cfg.data.train.datasets_ratio)
-    missing = [n for n in names if n not in roots]
-    if missing:
-        raise InputError(f"no path for dataset {', '.join(missing)}; add --data {missing[0]}=PATH")
-    if len(ratios) != len(names):
-        raise InputError("DATA.TRAIN.DATASETS_RATIO needs one ratio per entry of DATA.TRAIN.DATASETS_NAME")
-    sources = [load_source(n, roots[n], options.cache_dir) for n in names]
-    sources, held = hold_out(sources, options.val_sequences)
-    if info.main:
-        warm_video_cache(sources, progress=options.progress)
-        warm_video_cache([TrainingSource("held out", tuple(held))] if held else [], progress=False)
-    if info.world > 1:
-        dist.barrier()  # the other ranks read the cache rank 0 wrote
-    return sources, held, ratios
-
-
-def make_loader(dataset: PairDataset, options: TrainOptions, info: DistInfo, start: int, total: int, spe: int):
-    cfg = options.config
-    workers = options.workers if options.workers is not None else default_workers(cfg, info)
-    batches = StepBatches(spe, cfg.train.batch_size, info.rank, info.world, start, total)
-    generator = torch.Generator().manual_seed(options.seed)  # the loader's own seeds never touch the global RNG
-    return DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=collate_pairs,
-        pin_memory=info.device.type == "cuda",
-        worker_init_fn=_worker_init,
-        generator=generator,
-        # Fresh worker processes: a forked copy of a parent that already ran OpenCV's thread pool can deadlock.
-        multiprocessing_context="spawn" if workers else None,
-        prefetch_factor=4 if workers else None,
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Model and optimiser
-
-
-def build_training_model(options: TrainOptions, info: DistInfo, log) -> OSTrack:
-    cfg = options.config
-    model = build_model(cfg)
-    if options.init:
-        if options.pretrained:
-            raise InputError("give --init (whole-model weights) or --pretrained (a backbone), not both")
-        load_state_into(model, read_checkpoint(options.init).state_dict, options.init, cfg)
-        log(f"initial weights: the whole model from {options.init}")
-        return _trainable(model).to(info.device).train()
-    pretrained = options.pretrained or _existing_pretrain_file(cfg)
-    if pretrained:
-        log(load_pretrained_backbone(model, pretrained))
-    elif cfg.model.pretrain_file:
-        log(f"note: MODEL.PRETRAIN_FILE {cfg.model.pretrain_file} not found; training the backbone from scratch")
-    return _trainable(model).to(info.device).train()
-
-
-def _trainable(model: OSTrack) -> OSTrack:
-    for name, param in model.named_parameters():
-        if name in UNUSED_PARAMETERS:
-            param.requires_grad_(False)
-    return model
-
-
-def _existing_pretrain_file(cfg: Config) -> str | None:
-    name = cfg.model.pretrain_file
-    for candidate in (Path(name), Path("pretrained_models") / name, Path("weights") / name):
-        if name and candidate.is_file():
-            return str(candidate)
-    return None
-
-
-def load_pretrained_backbone(model: OSTrack, path: str) -> str:
-    """Load a ViT checkpoint (e.g. MAE's ``{'model': ...}``) into the backbone where names and shapes match,
-    then fill the template/search position tables from its 224 table; or, for a NanoTrack stem, NanoTrack v3's
-    weights into the stem. Returns a one-line report."""
-    state = read_checkpoint(path).state_dict
-    if isinstance(model.backbone.patch_embed, NanoTrackStem):
-        return load_nanotrack_stem(model.backbone.patch_embed, state, path)
-    own = model.backbone.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if not usable:
-        raise CheckpointError(f"{path} has no tensor that fits the backbone; give a ViT checkpoint of this size")
-    model.backbone.load_state_dict(usable, strict=False)
-    if "pos_embed" in usable:
-        model.backbone.load_pretrain_positions()
-    derived = ("pos_embed_z", "pos_embed_x")  # made from pos_embed above, never in a ViT checkpoint
-    missing = [k for k in own if k not in usable and k not in derived]
-    return f"pretrained backbone: {len(usable)} tensors from {path}; {len(missing)} backbone tensors not in it"
-
-
-NANOTRACK_PREFIX = "backbone.features."  # NanoTrack v3's own names for its backbone
-PRETRAINED_STEM_PREFIX = "backbone.patch_embed.body.features."
-
-
-def load_nanotrack_stem(stem: NanoTrackStem, state: dict[str, torch.Tensor], path: str) -> str:
-    """NanoTrack v3's ``backbone.features.*`` tensors into the stem's pretrained body, all of them or none."""
-    body = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith(NANOTRACK_PREFIX)}
-    try:
-        stem.body.load_state_dict(body, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{path} does not hold NanoTrack v3's backbone ({first_line(err, 160)}); give nanotrack_v3.safetensors"
-        ) from None
-    return f"pretrained stem: NanoTrack v3's backbone, {len(body)} tensors from {path}"
-
-
-def is_stem_parameter(name: str) -> bool:
-    """Whether a parameter belongs to a pretrained stem's body (its projection trains with the backbone)."""
-    return name.startswith(PRETRAINED_STEM_PREFIX)
-
-
-def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW with the head at ``TRAIN.LR``, the backbone at ``LR * BACKBONE_MULTIPLIER`` (OSTrack's groups) and a
-    pretrained stem's body at that times ``STEM_MULTIPLIER``."""
-    if cfg.train.optimizer.upper() != "ADAMW":
-        raise InputError(f"TRAIN.OPTIMIZER '{cfg.train.optimizer}' is not supported; use ADAMW")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    head = [p for n, p in named if "backbone" not in n]
-    stem = [p for n, p in named if is_stem_parameter(n)]
-    backbone = [p for n, p in named if "backbone" in n and not is_stem_parameter(n)]
-    backbone_lr = cfg.train.lr * cfg.train.backbone_multiplier
-    groups = [
-        {"params": head, "lr": cfg.train.lr},
-        {"params": backbone, "lr": backbone_lr},
-        {"params": stem, "lr": backbone_lr * cfg.train.stem_multiplier},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-
-
-def freeze_stem_while_scheduled(model: OSTrack, cfg: Config, step: int, steps_per_epoch: int) -> None:
-    """A pretrained stem keeps its loaded weights for ``TRAIN.STEM_FREEZE_EPOCH`` epochs (for good with
-    ``STEM_MULTIPLIER`` 0), then trains."""
-    stem = model.backbone.patch_embed
-    if isinstance(stem, NanoTrackStem):
-        thawed = step >= cfg.train.stem_freeze_epoch * steps_per_epoch and cfg.train.stem_multiplier > 0
-        stem.body_frozen = not thawed
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def rng_state() -> dict:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": _numpy_state_to_tensor(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _numpy_state_to_tensor() -> tuple:
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return (torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
-
-
-def save_training_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)  # atomic: an interrupted save never leaves a broken last.pt
-
-
-def load_training_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"no training checkpoint at {path}; check --resume")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} is not a readable training checkpoint ({type(err).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a training checkpoint of this toolkit; give checkpoints/last.pt")
-    return payload
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The run
 
 
 class Trainer:
@@ -411,7 +77,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=self.amp)
         self.loss = TrackingLoss(self.cfg)
         self.validator = self._make_validator()
-        self.progress = _Progress()
+        self.progress = Progress()
         self._resume_if_asked()
         # Different drop-path masks per process; the same on every run with this seed.
         if not options.resume or self.progress.step == 0:
@@ -462,8 +128,7 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
-        p = payload["progress"]
-        self.progress = _Progress(p["step"], p["best_metric"], p["best_step"], p["elapsed_s"], list(p["history"]))
+        self.progress = Progress.from_dict(payload["progress"])
         set_rng_state(payload["rng"][self.info.rank])
         self.say(f"resumed from {path} at step {self.progress.step}")
 
@@ -613,7 +278,6 @@ class Trainer:
             states = [rng_state()]
         if not self.info.main:
             return
-        p = self.progress
         payload = {
             "format": CHECKPOINT_FORMAT,
             "config": self.cfg.to_yaml(),
@@ -624,13 +288,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "progress": {
-                "step": p.step,
-                "best_metric": p.best_metric,
-                "best_step": p.best_step,
-                "elapsed_s": p.elapsed_s,
-                "history": p.history,
-            },
+            "progress": self.progress.as_dict(),
             "rng": states,
         }
         save_training_checkpoint(self.out / "checkpoints" / "last.pt", payload)

@@ -6,7 +6,7 @@ Three sources, mixed by ``GROUNDING.TRAIN`` ratios:
   LaSOT ``nlp.txt``, TNL2K ``language.txt`` and OTB99-lang query files give the same type);
 - pseudo-sequences from labelled photographs (``train/images/*/boxes.jsonl``): a slow pan and zoom over one
   photo, captioned from its labels with colour and position words measured from the pixels;
-- synthetic scenes (``tracker.train.grounding_synth``).
+- synthetic scenes (``tracker.train_grounding.synth``).
 
 A negative sample keeps the pictures and swaps the caption for something absent (presence 0, no boxes). Views
 are letterboxed to the model's input square exactly as the grounder letterboxes frames at run time, then
@@ -41,8 +41,8 @@ from tracker.train.datasets import (
     read_ours_images,
     read_ours_sequences,
 )
-from tracker.train.grounding_captions import absent_caption, kinds_of, label_caption, mirror_caption
-from tracker.train.grounding_synth import synthetic_clip
+from tracker.train_grounding.captions import absent_caption, kinds_of, label_caption, mirror_caption
+from tracker.train_grounding.synth import synthetic_clip
 
 MIN_VISIBLE = 0.4  # a box counts as present when at least this share of it is inside the view
 MIN_SIDE = 3.0  # ... and it is at least this many input pixels wide and high

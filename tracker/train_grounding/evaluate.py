@@ -1,6 +1,6 @@
 """Language-only initialisation, measured: each sequence is started from its caption alone (no box).
 
-    python -m tracker.train.grounding_eval --weights weights/grounding_small.safetensors \\
+    python -m tracker.train_grounding.evaluate --weights weights/grounding_small.safetensors \\
         --data ../shared/data/sequences --tracker nano --out runs/grounding_eval.json
 
 Per sequence, three causal runs over every frame:
@@ -37,9 +37,9 @@ from tracker.eval.metrics import mean_score, score_sequence
 from tracker.eval.sequence import Sequence
 from tracker.grounding import Grounder, build_grounder
 from tracker.session import Session
-from tracker.train.grounding_captions import absent_kinds, kinds_of
-from tracker.train.grounding_trainer import update_manifest
+from tracker.train_grounding.captions import absent_kinds, kinds_of
 from tracker.types import Frame
+from tracker.weights import update_manifest
 
 EVAL_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "sequences"
 
@@ -201,7 +201,10 @@ def measure_speed(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Evaluate language-only initialisation of the grounder.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tracker.train_grounding.evaluate",
+        description="Evaluate language-only initialisation of the grounder.",
+    )
     parser.add_argument("--weights", default=None, help="grounding weights (default: the bundled model)")
     parser.add_argument("--config", default=None, help="grounding config (default: the one in the weights)")
     parser.add_argument("--data", default=str(EVAL_ROOT), help="sequences with language.txt (our layout)")

@@ -1,9 +1,9 @@
 """Train the streaming grounding network: seeded, resumable, exported as safetensors with a manifest entry.
 
-    python -m tracker.train.grounding_trainer --config grounding_small --out runs/grounding_small \\
+    python -m tracker.train_grounding --config grounding_small --out runs/grounding_small \\
         --export weights/grounding_small.safetensors
 
-Each step draws ``BATCH_SIZE`` clips of ``CLIP_LENGTH`` frames (``tracker.train.grounding_data``) and runs them
+Each step draws ``BATCH_SIZE`` clips of ``CLIP_LENGTH`` frames (``tracker.train_grounding.data``) and runs them
 through the network frame by frame, carrying the memory as the grounder does at run time, so what is learnt is
 causal. A checkpoint (``last.pt``: weights, optimiser, step) is written every ``CHECKPOINT_INTERVAL`` steps and
 at the end; ``--resume`` continues from it with the same data (sample ``i`` depends only on the seed and ``i``).
@@ -14,29 +14,27 @@ Single process (CPU or one GPU).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
-import json
 import math
 import platform
-import random
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from tracker.checkpoint import read_checkpoint, save_safetensors
+from tracker.checkpoint import save_safetensors
 from tracker.config import Config, load_config
 from tracker.errors import TrackerError
 from tracker.models.grounding import GroundingNet, tracker_weights_for
+from tracker.resolve import open_weights
 from tracker.single import resolve_device
-from tracker.train.grounding_data import ClipBatch, GroundingDataset, collate_clips, load_training_data
-from tracker.train.grounding_losses import event_targets, grounding_loss
+from tracker.train.distributed import seed_everything
+from tracker.train.loader import worker_init
+from tracker.train_grounding.data import ClipBatch, GroundingDataset, collate_clips, load_training_data
+from tracker.train_grounding.losses import event_targets, grounding_loss
+from tracker.weights import MANIFEST_NAME, file_sha256, update_manifest, weights_folder
 
 DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
 NO_DECAY = ("pos_patch", "presence_token", "text_type", "memory_age", "pos")
@@ -53,19 +51,6 @@ class RangeSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 def lr_at(step: int, steps: int, warmup: int) -> float:
@@ -129,7 +114,7 @@ def train(args: argparse.Namespace) -> Path | None:
     start, elapsed_before = 0, 0.0
     last = out_dir / "last.pt"
     if args.init_tracker and not (args.resume and last.is_file()):
-        state = tracker_weights_for(model, read_checkpoint(args.init_tracker).state_dict, args.init_tracker)
+        state = tracker_weights_for(model, open_weights(args.init_tracker).state_dict, args.init_tracker)
         model.load_state_dict(state, strict=False)
         print(f"initial weights: stem, {len(model.blocks)} blocks, norm and head from {args.init_tracker}", flush=True)
     if args.resume and last.is_file():
@@ -148,7 +133,7 @@ def train(args: argparse.Namespace) -> Path | None:
         sampler=RangeSampler(start * batch, steps * batch),
         collate_fn=collate_clips,
         num_workers=args.workers,
-        worker_init_fn=_worker_init if args.workers else None,
+        worker_init_fn=worker_init if args.workers else None,
         persistent_workers=False,
     )
     begin = time.time()
@@ -188,7 +173,7 @@ def train(args: argparse.Namespace) -> Path | None:
         "steps_done": step,
         "steps_planned": steps,
         "seed": seed,
-        "command": " ".join(["python -m tracker.train.grounding_trainer", *sys.argv[1:]]),
+        "command": _command(),
     }
     path = save_safetensors(model, cfg, args.export, extra)
     entry = manifest_entry(path, cfg, seed, step, steps, wall, args)
@@ -214,28 +199,25 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float) ->
     tmp.replace(path)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _command() -> str:
+    """This run's command line, as the exported file and the manifest record it."""
+    return " ".join(["python -m tracker.train_grounding", *sys.argv[1:]])
 
 
 def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, wall: float, args) -> dict:
     return {
-        "sha256": sha256_of(path),
+        "sha256": file_sha256(path),
         "size": path.stat().st_size,
         "config": cfg.name or str(args.config),
         "default": False,
         "kind": "grounding",
-        "training_command": " ".join(["python -m tracker.train.grounding_trainer", *sys.argv[1:]]),
+        "training_command": _command(),
         "seed": seed,
         "steps": {"done": done, "planned": planned},
         "data": {
             "sequences": _portable(args.sequences),
             "images": _portable(args.images),
-            "synthetic": "coloured shapes over noise or photo backgrounds (tracker.train.grounding_synth)",
+            "synthetic": "coloured shapes over noise or photo backgrounds (tracker.train_grounding.synth)",
             "pretrained": f"vision side from the tracker {args.init_tracker}" if args.init_tracker
             else "none: the vision side from scratch",
             "credits": "train/images sets as listed in shared/data/train/images/INDEX.tsv (several CC BY 4.0)",
@@ -256,31 +238,10 @@ def _portable(path: str) -> str:
     return str(resolved.relative_to(base)) if resolved.is_relative_to(base) else str(resolved)
 
 
-def update_manifest(manifest: Path, name: str, entry: dict) -> None:
-    """Add or replace ``files[name]`` in the manifest, keeping every other entry (another writer may share it)."""
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = manifest.with_suffix(".lock")
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = {"files": {}}
-        if manifest.is_file():
-            with contextlib.suppress(json.JSONDecodeError):
-                data = json.loads(manifest.read_text(encoding="utf-8"))
-        data.setdefault("files", {})
-        previous = data["files"].get(name, {})
-        same_file = previous.get("sha256") == entry.get("sha256")
-        if previous.get("scores") and not entry.get("scores") and same_file:  # scores of other weights do not carry
-            entry = {**entry, "scores": previous["scores"]}
-        data["files"][name] = entry
-        tmp = manifest.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(manifest)
-    with contextlib.suppress(OSError):
-        lock_path.unlink()
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train the streaming text grounding network.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tracker.train_grounding", description="Train the streaming text grounding network."
+    )
     parser.add_argument("--config", default="grounding_small", help="grounding config name or YAML path")
     parser.add_argument("--out", default="runs/grounding", help="folder for checkpoints (last.pt)")
     parser.add_argument(
@@ -297,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "same width (stem, first blocks, norm, centre head), e.g. weights/bundled_small.safetensors")
     parser.add_argument("--export", default=None, help="write the trained weights here (safetensors)")
     parser.add_argument(
-        "--manifest", default=str(Path(__file__).resolve().parents[2] / "weights" / "manifest.json")
+        "--manifest", default=str(weights_folder() / MANIFEST_NAME)
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
@@ -316,7 +277,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

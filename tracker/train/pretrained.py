@@ -1,0 +1,61 @@
+"""Pretrained parts of a model to train: a ViT backbone (e.g. MAE's), or NanoTrack v3's backbone as the stem
+(``MODEL.BACKBONE.STEM: nanotrack_v3``) with its freeze schedule (``TRAIN.STEM_FREEZE_EPOCH``)."""
+
+from __future__ import annotations
+
+import torch
+
+from tracker.checkpoint import read_checkpoint
+from tracker.config import Config
+from tracker.errors import CheckpointError, first_line
+from tracker.models.ostrack import OSTrack
+from tracker.models.vit import NanoTrackStem
+
+
+def load_pretrained_backbone(model: OSTrack, path: str) -> str:
+    """Load a ViT checkpoint (e.g. MAE's ``{'model': ...}``) into the backbone where names and shapes match,
+    then fill the template/search position tables from its 224 table; or, for a NanoTrack stem, NanoTrack v3's
+    weights into the stem. Returns a one-line report."""
+    state = read_checkpoint(path).state_dict
+    if isinstance(model.backbone.patch_embed, NanoTrackStem):
+        return load_nanotrack_stem(model.backbone.patch_embed, state, path)
+    own = model.backbone.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise CheckpointError(f"{path} has no tensor that fits the backbone; give a ViT checkpoint of this size")
+    model.backbone.load_state_dict(usable, strict=False)
+    if "pos_embed" in usable:
+        model.backbone.load_pretrain_positions()
+    derived = ("pos_embed_z", "pos_embed_x")  # made from pos_embed above, never in a ViT checkpoint
+    missing = [k for k in own if k not in usable and k not in derived]
+    return f"pretrained backbone: {len(usable)} tensors from {path}; {len(missing)} backbone tensors not in it"
+
+
+NANOTRACK_PREFIX = "backbone.features."  # NanoTrack v3's own names for its backbone
+PRETRAINED_STEM_PREFIX = "backbone.patch_embed.body.features."
+
+
+def load_nanotrack_stem(stem: NanoTrackStem, state: dict[str, torch.Tensor], path: str) -> str:
+    """NanoTrack v3's ``backbone.features.*`` tensors into the stem's pretrained body, all of them or none."""
+    body = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith(NANOTRACK_PREFIX)}
+    try:
+        stem.body.load_state_dict(body, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{path} does not hold NanoTrack v3's backbone ({first_line(err, 160)}); give nanotrack_v3.safetensors"
+        ) from None
+    return f"pretrained stem: NanoTrack v3's backbone, {len(body)} tensors from {path}"
+
+
+def is_stem_parameter(name: str) -> bool:
+    """Whether a parameter belongs to a pretrained stem's body (its projection trains with the backbone)."""
+    return name.startswith(PRETRAINED_STEM_PREFIX)
+
+
+def freeze_stem_while_scheduled(model: OSTrack, cfg: Config, step: int, steps_per_epoch: int) -> None:
+    """A pretrained stem keeps its loaded weights for ``TRAIN.STEM_FREEZE_EPOCH`` epochs (for good with
+    ``STEM_MULTIPLIER`` 0), then trains."""
+    stem = model.backbone.patch_embed
+    if isinstance(stem, NanoTrackStem):
+        thawed = step >= cfg.train.stem_freeze_epoch * steps_per_epoch and cfg.train.stem_multiplier > 0
+        stem.body_frozen = not thawed
