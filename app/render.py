@@ -31,12 +31,19 @@ QUERY_LABEL_CHARS = 40  # a long query is cut in the box label; the results file
 
 
 class Trail:
-    """The last ``length`` box centres of one target (frame pixels), oldest first."""
+    """The last ``length`` box centres of one target (frame pixels), oldest first, in segments.
+
+    The trail breaks, instead of joining two positions with a line, where the box did not travel between them: the
+    session re-initialised the tracker on a grounded box (a query re-target), or the box jumped farther than its own
+    width or height (another object, or found again elsewhere after being lost). A new target starts a new trail.
+    """
 
     def __init__(self, length: int) -> None:
         self.length = max(0, int(length))
-        self._points: collections.deque[tuple[int, int]] = collections.deque(maxlen=max(1, self.length))
+        # Each centre with whether a new segment starts at it.
+        self._points: collections.deque[tuple[tuple[int, int], bool]] = collections.deque(maxlen=max(1, self.length))
         self._target_id: int | None = None
+        self._last_box: Box | None = None
 
     def add(self, result: SessionResult) -> None:
         """Remember this result's centre while the target is followed; a new target starts a new trail."""
@@ -47,13 +54,38 @@ class Trail:
             return
         if not result.box.is_finite():
             return
-        self._points.append((round(result.box.cx), round(result.box.cy)))
+        breaks = self._last_box is not None and (_retargeted(result) or _jumped(self._last_box, result.box))
+        self._points.append(((round(result.box.cx), round(result.box.cy)), breaks))
+        self._last_box = result.box
+
+    def segments(self) -> list[list[tuple[int, int]]]:
+        """The centres in runs the box travelled through, oldest first."""
+        runs: list[list[tuple[int, int]]] = []
+        for point, breaks in self._points if self.length else ():
+            if breaks or not runs:
+                runs.append([])
+            runs[-1].append(point)
+        return runs
 
     def points(self) -> list[tuple[int, int]]:
-        return list(self._points) if self.length else []
+        """Every centre kept, oldest first, whatever the segment."""
+        return [point for run in self.segments() for point in run]
 
     def clear(self) -> None:
         self._points.clear()
+        self._last_box = None
+
+
+def _jumped(previous: Box, box: Box) -> bool:
+    """The centre moved farther than the previous box is wide or high: no path joins the two."""
+    return abs(box.cx - previous.cx) > previous.w or abs(box.cy - previous.cy) > previous.h
+
+
+def _retargeted(result: SessionResult) -> bool:
+    """A query re-target keeps the target id, and the session re-initialises the tracker exactly on one of the
+    grounded boxes, where a tracked box never lands exactly."""
+    grounding = result.grounding
+    return grounding is not None and any(candidate.box == result.box for candidate in grounding.candidates)
 
 
 def info_line(capture_fps: float, track_fps: float, latency_ms: float, dropped: int) -> str:
@@ -75,7 +107,7 @@ def draw_result(
     scale = max(canvas.shape[0], 1) / REFERENCE_HEIGHT
     colour = STATE_COLOURS.get(result.state, STATE_COLOURS[TrackState.IDLE])
     if trail is not None:
-        _draw_trail(canvas, trail.points(), colour, scale)
+        _draw_trail(canvas, trail.segments(), colour, scale)
     if result.box is not None and result.box.is_finite():
         _draw_box(canvas, result.box, colour, scale, result.state is TrackState.LOST)
     banner_bottom = _draw_banner(canvas, info, scale) if info else 0
@@ -158,11 +190,15 @@ def _draw_label(canvas: np.ndarray, text: str, box: Box, colour: Colour, scale: 
     cv2.putText(canvas, text, (x + 2, top + height + 2), FONT, font_scale, TEXT_COLOUR, thickness, cv2.LINE_AA)
 
 
-def _draw_trail(canvas: np.ndarray, points: list[tuple[int, int]], colour: Colour, scale: float) -> None:
-    # Older segments are thinner so the direction of motion reads at a glance.
-    for i, (a, b) in enumerate(itertools.pairwise(points), start=1):
-        thickness = max(1, round(_thickness(scale) * i / max(len(points) - 1, 1)))
-        cv2.line(canvas, a, b, colour, thickness, cv2.LINE_AA)
+def _draw_trail(canvas: np.ndarray, segments: list[list[tuple[int, int]]], colour: Colour, scale: float) -> None:
+    # Older parts are thinner so the direction of motion reads at a glance.
+    last = max(sum(len(segment) for segment in segments) - 1, 1)
+    first = 0  # position of the segment's first point in the whole trail
+    for segment in segments:
+        for i, (a, b) in enumerate(itertools.pairwise(segment), start=first + 1):
+            thickness = max(1, round(_thickness(scale) * i / last))
+            cv2.line(canvas, a, b, colour, thickness, cv2.LINE_AA)
+        first += len(segment)
 
 
 def _draw_banner(canvas: np.ndarray, text: str, scale: float) -> int:

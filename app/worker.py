@@ -1,8 +1,8 @@
-"""The window's tracking worker: one thread that owns the frame source, the session and the recorder.
+"""The window's tracking worker: one thread that owns the frame source, the session and the recording.
 
-The GUI thread never runs inference. It sends the worker small command values (a box was drawn, pause, step,
-reset, a query, open a source, start or stop recording) through a bounded queue, and the worker answers with
-Qt signals, which Qt delivers in the GUI thread:
+The GUI thread never runs inference. It sends the worker small command values (``app.commands``: a box was
+drawn, pause, step, reset, a query, open a source, start or stop recording) through a bounded queue, and the worker
+answers with Qt signals, which Qt delivers in the GUI thread:
 
 - ``frame_ready(FrameUpdate)``: the frame, its ``SessionResult`` and the figures for the status bar;
 - ``notice(str)`` / ``failed(str)``: one line for the user (information / something went wrong);
@@ -14,8 +14,10 @@ the worker keeps tracking (and recording) every frame but holds back the newest 
 GUI is free; frames replaced while held back count as skipped display frames. So a slow GUI never builds a
 backlog of images, and the last frame of a file is always shown.
 
-Results are recorded one frame late on purpose: a box drawn on the newest frame replaces that frame's result
-before it is written, so the results file keeps exactly one line per frame (line n is frame n).
+Drawing on a moving picture: while the user drags a box the window holds its picture (``HoldFrames``) and the
+worker tracks nothing new. A file's frames keep arriving and are kept; a live source keeps only its newest frame
+itself. The box then starts tracking on the held picture, and the worker catches up through every frame it has
+after that one. Results are recorded a few frames late (``app.kept_frames``), so they follow the box too.
 """
 
 from __future__ import annotations
@@ -25,16 +27,32 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from app.record import Recorder, check_outputs_apart
-from app.render import Trail, draw_result, info_line
-from app.sources import FrameSource, SourceStats, open_source
-from tracker.config import TrackConfig
+from app.commands import (
+    Command,
+    FrameUpdate,
+    HoldFrames,
+    OpenSource,
+    RecordTarget,
+    ReleaseFrames,
+    ResetTarget,
+    SetPaused,
+    SetQuery,
+    SetTarget,
+    SourceInfo,
+    StartRecording,
+    StepOnce,
+    StopRecording,
+)
+from app.frame_source import FrameSource, SourceStats
+from app.kept_frames import HeldFrames, Tracked, TrackLog
+from app.record import check_outputs_apart
+from app.render import info_line
+from app.session_driver import SessionDriver
+from app.sources import open_source
 from tracker.errors import TrackerError, first_line
 from tracker.types import Box, Frame, SessionResult, TrackState
 
@@ -43,100 +61,10 @@ READ_TIMEOUT_S = 0.1  # how long one source read may block before commands are l
 IDLE_WAIT_S = 0.1  # wait for a command when there is nothing to read (paused, no source, source ended)
 STEP_READ_TIMEOUT_S = 2.0  # a single step waits this long for the next frame
 JOIN_TIMEOUT_S = 10.0
-TRACK_FPS_SMOOTHING = 0.1  # weight of the newest step in the tracking-speed average
-GROUNDING_MISSING = "text grounding needs the grounding model, which is not installed yet"
 
 SessionFactory = Callable[[], Any]  # returns a tracker.session.Session (or anything with start/step/reset)
 SourceFactory = Callable[[str], FrameSource]
 GrounderFactory = Callable[[], Any]  # returns a tracker.grounding.Grounder
-
-
-# -- commands: what the GUI asks for ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecordTarget:
-    """Where to record: a results file (.txt or .jsonl) and/or an annotated video; either may be None."""
-
-    results: Path | None = None
-    video: Path | None = None
-
-
-@dataclass(frozen=True)
-class OpenSource:
-    """Replace the current source. ``init_box`` (frame pixels) starts tracking on its first frame; ``record``
-    starts recording from its first frame; ``max_frames`` ends the source after that many frames. Opening a
-    source ends any recording of the previous one."""
-
-    spec: str
-    init_box: Box | None = None
-    record: RecordTarget | None = None
-    max_frames: int | None = None
-
-
-@dataclass(frozen=True)
-class SetTarget:
-    """Follow the object in ``box`` (frame pixels of the newest frame) from the newest frame on."""
-
-    box: Box
-
-
-@dataclass(frozen=True)
-class ResetTarget:
-    """Stop following anything."""
-
-
-@dataclass(frozen=True)
-class SetPaused:
-    paused: bool
-
-
-@dataclass(frozen=True)
-class StepOnce:
-    """Track exactly one more frame and stay paused."""
-
-
-@dataclass(frozen=True)
-class SetQuery:
-    text: str
-
-
-@dataclass(frozen=True)
-class StartRecording:
-    target: RecordTarget
-
-
-@dataclass(frozen=True)
-class StopRecording:
-    """Finish the current recording (results and video are complete when ``recording_changed`` arrives)."""
-
-
-Command = OpenSource | SetTarget | ResetTarget | SetPaused | StepOnce | SetQuery | StartRecording | StopRecording
-
-
-# -- answers: what the worker reports ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FrameUpdate:
-    """One processed frame for display. Rates are per second; ``dropped`` counts frames the source dropped
-    plus frames tracked but not displayed because the GUI was still busy with the previous one."""
-
-    frame: Frame
-    result: SessionResult
-    capture_fps: float
-    track_fps: float
-    dropped: int
-    source_status: str
-    paused: bool = False  # the worker is paused on this frame
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    description: str
-    is_live: bool
-    nominal_fps: float | None
-    frame_count: int | None = None  # frames in a file or folder when known
 
 
 def default_source_factory(spec: str) -> FrameSource:
@@ -145,7 +73,7 @@ def default_source_factory(spec: str) -> FrameSource:
 
 
 class TrackingWorker(QObject):
-    """Owns the source, the session and the recorder in one thread; see the module docstring."""
+    """Owns the source, the session and the recording in one thread; see the module docstring."""
 
     frame_ready = pyqtSignal(object)  # FrameUpdate
     notice = pyqtSignal(str)
@@ -164,7 +92,6 @@ class TrackingWorker(QObject):
     ) -> None:
         super().__init__(parent)
         self._session_factory = session_factory
-        self._grounder_factory = grounder_factory
         self._source_factory = source_factory
         self._commands: queue.Queue[Command] = queue.Queue(maxsize=COMMAND_QUEUE_SIZE)
         self._stop = threading.Event()
@@ -172,22 +99,19 @@ class TrackingWorker(QObject):
         self._shown.set()
         self._thread: threading.Thread | None = None
         # Everything below belongs to the worker thread.
-        self._session: Any | None = None
+        self._grounder_factory = grounder_factory
+        self._tracking = SessionDriver(None, None, self.notice.emit, self.failed.emit)  # until the model loads
         self._source: FrameSource | None = None
         self._source_spec: str | None = None  # what the user opened, so recording never overwrites it
         self._source_ended = False
         self._last_status = ""
         self._paused = False
         self._init_box: Box | None = None
-        self._latest: Frame | None = None
-        self._pending: SessionResult | None = None  # newest result, written when the next frame comes
-        self._last_recorded = -1  # frame index of the last result written to the current recorder
-        self._recorder: Recorder | None = None
-        self._record_target: RecordTarget | None = None
-        self._video_trail: Trail | None = None
+        self._log = TrackLog(self._info_line, lambda why: self.recording_changed.emit(False, why))
+        self._recent = self._log.recent
+        self._held = HeldFrames()  # active while the user draws on the picture on display
         self._skipped_display = 0
         self._held_back = False  # the newest frame was not sent because the GUI was busy
-        self._step_ms: float | None = None
         self._processed = 0
         self._source_frames = 0  # frames taken from the current source
         self._max_frames: int | None = None
@@ -214,7 +138,7 @@ class TrackingWorker(QObject):
         self._shown.set()
 
     def stop(self, timeout: float = JOIN_TIMEOUT_S) -> bool:
-        """Stop the thread, closing source and recorder; True when the thread has ended. Idempotent."""
+        """Stop the thread, closing source and recording; True when the thread has ended. Idempotent."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -224,7 +148,7 @@ class TrackingWorker(QObject):
 
     @property
     def frames_processed(self) -> int:
-        """Frames read from the sources and given to the session so far (displayed or not)."""
+        """Frames read from the sources for the session so far (displayed or not)."""
         return self._processed
 
     @property
@@ -258,17 +182,19 @@ class TrackingWorker(QObject):
         # Built before any source is read, so a box given up front (--init-box) applies to the first frame.
         self.notice.emit("loading the model…")
         try:
-            self._session = self._session_factory()
+            session = self._session_factory()
         except Exception as err:  # the window stays usable (frames still show); tracking is unavailable
             self.session_failed.emit(f"tracking is unavailable, the model did not load: {first_line(err)}")
             return
-        track_cfg = getattr(self._session, "cfg", None)
-        trail = track_cfg.trail_length if isinstance(track_cfg, TrackConfig) else TrackConfig().trail_length
-        self._video_trail = Trail(trail)
-        self.session_ready.emit(trail, _model_note(self._session))
+        self._tracking = SessionDriver(session, self._grounder_factory, self.notice.emit, self.failed.emit)
+        self.session_ready.emit(self._tracking.trail_length, self._tracking.model_note)
 
     def _wants_frames(self) -> bool:
-        return self._source is not None and not self._paused and not self._source_ended
+        if self._source is None or self._paused or self._source_ended:
+            return False
+        if self._held.active:  # a live source keeps its newest frame itself; a file's are kept here, to a budget
+            return not self._source.is_live and not self._held.full
+        return True
 
     def _wait_for_command(self) -> None:
         try:
@@ -290,8 +216,12 @@ class TrackingWorker(QObject):
         match command:
             case OpenSource():
                 self._open(command)
-            case SetTarget(box=box):
-                self._set_target(box)
+            case HoldFrames():
+                self._held.active = True
+            case ReleaseFrames():
+                self._catch_up([], self._held.release())
+            case SetTarget(box=box, frame=frame):
+                self._set_target(box, frame)
             case ResetTarget():
                 self._reset_target()
             case SetPaused(paused=paused):
@@ -299,7 +229,7 @@ class TrackingWorker(QObject):
             case StepOnce():
                 self._step_once()
             case SetQuery(text=text):
-                self._set_query(text)
+                self._tracking.set_query(text)
             case StartRecording(target=target):
                 self._start_recording(target)
             case StopRecording():
@@ -315,42 +245,30 @@ class TrackingWorker(QObject):
             else:
                 self._report_status(self._source.stats())  # e.g. a camera that stopped: say it is reconnecting
             return
-        if self._init_box is not None and self._session is not None:
-            box, self._init_box = self._init_box, None
-            result = self._start_session(frame, box)
-        else:
-            result = self._step_session(frame)
         self._processed += 1
-        self._show(frame, result, force_display)
         self._source_frames += 1
+        if self._held.active:
+            self._held.keep(frame)
+        elif self._init_box is not None and self._tracking.available:
+            box, self._init_box = self._init_box, None
+            self._show(frame, self._tracking.start(frame, box), force_display)
+        else:
+            self._show(frame, self._tracking.step(frame), force_display)
         if self._max_frames is not None and self._source_frames >= self._max_frames:
             self._on_source_ended(f"stopped after {self._max_frames} frames (--max-frames)")
 
-    def _step_session(self, frame: Frame) -> SessionResult:
-        if self._session is None:
-            return _idle_result(frame)
-        try:
-            result = self._session.step(frame)
-        except Exception as err:  # a tracker failure stops tracking, not the video
-            self._session.reset()
-            self.failed.emit(f"tracking stopped: {first_line(err)}")
-            result = _idle_result(frame)
-        self._update_speed(result)
-        return result
-
-    def _start_session(self, frame: Frame, box: Box) -> SessionResult:
-        try:
-            return self._session.start(frame, box)
-        except Exception as err:  # e.g. InputError for a box outside the frame
-            self._session.reset()
-            self.failed.emit(f"cannot track that box: {first_line(err)}")
-            return _idle_result(frame)
+    def _catch_up(self, tracked_before: list[Frame], held: list[Frame]) -> None:
+        """Track again the frames tracked before (after a new start), then the frames held; show the last."""
+        frames = tracked_before + held
+        for i, frame in enumerate(frames):
+            self._show(frame, self._tracking.step(frame), force_display=i == len(frames) - 1)
+        if self._source_ended:
+            self._log.flush()  # the file ended while the user drew: its results are complete now
 
     def _show(self, frame: Frame, result: SessionResult, force_display: bool) -> None:
-        """Keep the result as the newest (recording the previous one) and send it to the GUI if it is free."""
-        if self._pending is not None and self._pending.frame_index != result.frame_index:
-            self._record(self._pending)
-        self._latest, self._pending = frame, result
+        """Keep the result as the newest (recording one that leaves the recent frames) and send it to the GUI if
+        it is free."""
+        self._log.add(Tracked(frame, result, (time.monotonic() - frame.timestamp) * 1e3))
         if not force_display and not self._shown.is_set():
             if self._held_back:
                 self._skipped_display += 1  # the frame held back before this one will never be shown
@@ -362,22 +280,14 @@ class TrackingWorker(QObject):
         """Show the newest frame once the GUI is free, even if no newer frame comes (end of file, stall)."""
         if not (self._held_back and self._shown.is_set()):
             return
-        if self._latest is not None and self._pending is not None:
-            self._send_display(self._latest, self._pending)
+        newest = self._recent.newest
+        if newest is not None:
+            self._send_display(newest.frame, newest.result)
 
     def _send_display(self, frame: Frame, result: SessionResult) -> None:
         self._held_back = False
         self._shown.clear()
         self.frame_ready.emit(self._update_for(frame, result))
-
-    def _update_speed(self, result: SessionResult) -> None:
-        """Average time of the session's steps (a start, which only crops a template, does not count)."""
-        if result.state is TrackState.IDLE or result.elapsed_ms <= 0:
-            self._step_ms = None
-        elif self._step_ms is None:
-            self._step_ms = result.elapsed_ms
-        else:
-            self._step_ms += TRACK_FPS_SMOOTHING * (result.elapsed_ms - self._step_ms)
 
     def _update_for(self, frame: Frame, result: SessionResult) -> FrameUpdate:
         stats = self._source.stats() if self._source is not None else None
@@ -387,11 +297,14 @@ class TrackingWorker(QObject):
             frame=frame,
             result=result,
             capture_fps=stats.fps if stats is not None else 0.0,
-            track_fps=1000.0 / self._step_ms if self._step_ms else 0.0,
-            dropped=(stats.dropped if stats is not None else 0) + self._skipped_display,
+            track_fps=self._tracking.track_fps,
+            dropped=self._dropped(stats),
             source_status=stats.status if stats is not None else "",
             paused=self._paused,
         )
+
+    def _dropped(self, stats: SourceStats | None) -> int:
+        return (stats.dropped if stats is not None else 0) + self._skipped_display
 
     def _report_status(self, stats: SourceStats) -> None:
         """Tell the user when a live source starts reconnecting and when it is back."""
@@ -403,8 +316,8 @@ class TrackingWorker(QObject):
 
     def _on_source_ended(self, reason: str | None = None) -> None:
         self._source_ended = True
-        if self._pending is not None:
-            self._record(self._pending)  # the file is done: its results are complete now
+        if not self._held.active:
+            self._log.flush()  # the file is done: its results are complete now
         stats = self._source.stats()
         if reason is not None:
             self.notice.emit(reason)
@@ -418,8 +331,7 @@ class TrackingWorker(QObject):
     def _open(self, command: OpenSource) -> None:
         self._stop_recording()
         self._close_source()
-        if self._session is not None:
-            self._session.reset()
+        self._tracking.reset()
         self._init_box = None
         try:
             source = self._source_factory(command.spec)
@@ -442,29 +354,41 @@ class TrackingWorker(QObject):
         if command.record is not None:
             self._start_recording(command.record)
 
-    def _set_target(self, box: Box) -> None:
-        if self._session is None:
+    def _set_target(self, box: Box, drawn_on: Frame | None) -> None:
+        """Start on the frame the box was drawn on (default: the newest), then catch up through the later ones."""
+        held = self._held.release()
+        newest = self._recent.newest
+        start = drawn_on or (newest.frame if newest is not None else None)
+        if not self._tracking.available:
             self.failed.emit("tracking is unavailable because the model could not be loaded")
+            self._catch_up([], held)
             return
-        if self._latest is None:
+        if start is None:
             self._init_box = box  # nothing shown yet: start on the first frame that arrives
             return
-        # The box was drawn on what the user sees, which is the newest frame (or the paused one).
-        self._show(self._latest, self._start_session(self._latest, box), force_display=True)
+        again = self._recent.frames_after(start.index)
+        result = self._tracking.start(start, box)
+        self._show(start, result, force_display=not (again or held))
+        self._catch_up(again, held)
+        if result.state is not TrackState.IDLE and drawn_on is not None:
+            caught_up = f"; caught up {len(again) + len(held)} frames" if again or held else ""
+            self.notice.emit(f"tracking from the frame you drew on (frame {start.index + 1}){caught_up}")
 
     def _reset_target(self) -> None:
         self._init_box = None
-        if self._session is None:
+        if not self._tracking.available:
             return
-        self._session.reset()
-        if self._latest is not None:
-            self._show(self._latest, self._step_session(self._latest), force_display=True)
+        self._tracking.reset()
+        newest = self._recent.newest
+        if newest is not None:
+            self._show(newest.frame, self._tracking.step(newest.frame), force_display=True)
 
     def _set_paused(self, paused: bool) -> None:
         self._paused = paused
-        if paused and self._latest is not None and self._pending is not None:
+        newest = self._recent.newest
+        if paused and newest is not None:
             # The display may be a frame or two behind: show the frame the worker stopped on.
-            self._send_display(self._latest, self._pending)
+            self._send_display(newest.frame, newest.result)
 
     def _step_once(self) -> None:
         self._paused = True
@@ -475,32 +399,6 @@ class TrackingWorker(QObject):
             return
         self._read_and_track(STEP_READ_TIMEOUT_S, force_display=True)
 
-    def _set_query(self, text: str) -> None:
-        set_query = getattr(self._session, "set_query", None)
-        if callable(set_query) and getattr(self._session, "grounder", True) is None:
-            self._load_grounder()
-        # A session without a grounder (the grounding model is not installed) cannot take queries.
-        if not callable(set_query) or getattr(self._session, "grounder", True) is None:
-            self.notice.emit(GROUNDING_MISSING)
-            return
-        try:
-            query = set_query(text)
-        except TrackerError as err:
-            self.failed.emit(str(err))
-            return
-        self.notice.emit(f'looking for "{query or text}"')
-
-    def _load_grounder(self) -> None:
-        """Build the grounding model on the first query, here in the worker: it takes seconds to load."""
-        if self._grounder_factory is None:
-            return
-        self.notice.emit("loading the grounding model…")
-        try:
-            self._session.grounder = self._grounder_factory()
-        except TrackerError as err:
-            self.failed.emit(f"text grounding is unavailable: {err}")
-            self._grounder_factory = None
-
     # -- recording -------------------------------------------------------------------------------------------
 
     def _start_recording(self, target: RecordTarget) -> None:
@@ -508,66 +406,29 @@ class TrackingWorker(QObject):
         fps = (self._source.nominal_fps if self._source is not None else None) or 0.0
         try:
             check_outputs_apart([target.results, target.video], self._source_spec)
-            self._recorder = Recorder(target.results, target.video, fps=fps)
+            where = self._log.start(target, fps, self._tracking.trail_length)
         except TrackerError as err:
             self.failed.emit(str(err))
             return
-        self._record_target = target
-        self._last_recorded = -1
-        if self._video_trail is not None:
-            self._video_trail.clear()
-        where = " and ".join(str(p) for p in (target.results, target.video) if p is not None)
         self.recording_changed.emit(True, f"recording to {where}")
 
     def _stop_recording(self) -> None:
-        if self._recorder is None:
-            return
-        if self._pending is not None:
-            self._record(self._pending)
-        recorder, self._recorder = self._recorder, None
-        recorder.close()
-        target, self._record_target = self._record_target, None
-        if recorder.error:
-            self.recording_changed.emit(False, recorder.error)
-            return
-        written = [str(p) for p in (target.results, target.video) if p is not None]
-        self.recording_changed.emit(False, f"saved {recorder.results_written} frames to {' and '.join(written)}")
+        summary = self._log.stop()
+        if summary is not None:
+            self.recording_changed.emit(False, summary)
 
-    def _record(self, result: SessionResult) -> None:
-        # A frame is written once: a re-target on a frame already written (e.g. the last frame of an ended
-        # file) changes the display, not the file.
-        if self._recorder is None or result.frame_index <= self._last_recorded:
-            return
-        self._last_recorded = result.frame_index
-        annotated = None
-        if self._record_target.video is not None and self._latest is not None:
-            if self._video_trail is not None:
-                self._video_trail.add(result)
-            image = self._latest.image if self._latest.index == result.frame_index else None
-            if image is not None:
-                track_fps = 1000.0 / self._step_ms if self._step_ms else 0.0
-                stats = self._source.stats() if self._source is not None else None
-                info = info_line(
-                    stats.fps if stats else 0.0,
-                    track_fps,
-                    (time.monotonic() - self._latest.timestamp) * 1e3,
-                    (stats.dropped if stats else 0) + self._skipped_display,
-                )
-                annotated = draw_result(image, result, self._video_trail, info)
-        self._recorder.write(result, annotated)
-        if self._recorder.error:
-            message = self._recorder.error
-            self._recorder.close()
-            self._recorder = self._record_target = None
-            self.recording_changed.emit(False, message)
+    def _info_line(self, tracked: Tracked) -> str:
+        stats = self._source.stats() if self._source is not None else None
+        track_fps = self._tracking.track_fps
+        return info_line(stats.fps if stats else 0.0, track_fps, tracked.latency_ms, self._dropped(stats))
 
     # -- shutdown --------------------------------------------------------------------------------------------
 
     def _close_source(self) -> None:
         source, self._source = self._source, None
-        if self._pending is not None:
-            self._record(self._pending)
-        self._latest = self._pending = None
+        self._log.flush()
+        self._recent.clear()
+        self._held.release()
         self._held_back = False
         self._source_ended = False
         self._last_status = ""
@@ -578,21 +439,7 @@ class TrackingWorker(QObject):
     def _shutdown(self) -> None:
         """Runs in the worker thread as it ends: results complete, files closed, capture thread joined."""
         with contextlib.suppress(Exception):
-            if self._pending is not None:
-                self._record(self._pending)
-        if self._recorder is not None:
-            self._recorder.close()
-            self._recorder = None
+            self._log.stop()
         source, self._source = self._source, None
         if source is not None:
             source.close()
-
-
-def _model_note(session: object) -> str:
-    """Why the model runs on another backend than the one asked for (e.g. ONNX Runtime would not load), or ''."""
-    network = getattr(getattr(session, "tracker", None), "network", None)
-    return getattr(network, "note", None) or ""
-
-
-def _idle_result(frame: Frame) -> SessionResult:
-    return SessionResult(frame.index, frame.timestamp, None, 0.0, TrackState.IDLE)

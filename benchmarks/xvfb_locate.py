@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.window import BACKGROUND, Viewport
+from app.video_view import BACKGROUND, Viewport
 from tracker import Box
 
 

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 import app.cli
-from app import sources
-from app.cli import parse_box, track_source
+from app import live_source, sources
+from app.arguments import parse_box
+from app.cli import track_source
 from app.options import AppOptions
 from app.record import Recorder
 from app.sources import open_source
@@ -59,8 +60,8 @@ def records(path) -> list[dict]:
 
 
 def test_camera_outage_is_survived_and_the_gap_shows_in_the_results(tmp_path, micro, monkeypatch, capfd):
-    monkeypatch.setattr(sources, "BACKOFF_FIRST_S", 0.05)
-    monkeypatch.setattr(sources, "BACKOFF_MAX_S", 0.2)
+    monkeypatch.setattr(live_source, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(live_source, "BACKOFF_MAX_S", 0.2)
     camera = FakeCamera(period_s=0.02)
     delivered_at: list[float] = []  # monotonic time of each delivered picture; its index is the frame index
     real_factory = camera.factory
@@ -122,7 +123,7 @@ def scripted_forward(monkeypatch, script: dict[int, str]):
     "nan" / "inf" return maps full of NaN / inf, "oom" raises CUDA's out-of-memory error; every other step is
     confident (score map at least 0.9), so the session's states follow from the script alone. Runs that use it
     pass ``EAGER``: an exported backend would bake the patched forward into its graph at export time."""
-    original = OSTrack.forward
+    original = OSTrack.forward_embedded
     steps = iter(range(10_000))
 
     def forward(self, *args, **kwargs):
@@ -137,7 +138,7 @@ def scripted_forward(monkeypatch, script: dict[int, str]):
             out["score_map"] = out["score_map"].clamp(min=0.9)
         return out
 
-    monkeypatch.setattr(OSTrack, "forward", forward)
+    monkeypatch.setattr(OSTrack, "forward_embedded", forward)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from app import record
-from app.cli import parse_box, track_source
+from app.arguments import parse_box
+from app.cli import track_source
 from app.options import AppOptions
 from app.record import Recorder
 from app.sources import open_source

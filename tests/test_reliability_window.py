@@ -16,11 +16,12 @@ import torch
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import QApplication
 
-from app import sources
+from app import live_source
+from app.commands import RecordTarget
 from app.options import AppOptions
+from app.session_driver import GROUNDING_MISSING
 from app.sources import open_source
 from app.window import MainWindow, run_gui
-from app.worker import GROUNDING_MISSING, RecordTarget
 from tests.helpers import ROOT
 from tests.test_reliability_common import (
     FakeCamera,
@@ -132,7 +133,7 @@ def test_long_and_non_latin_queries_with_a_grounder(qtbot, micro, clip, text):
 
 
 def test_out_of_memory_stops_tracking_with_a_message_and_the_video_plays_on(qtbot, micro, clip, monkeypatch, capfd):
-    original = OSTrack.forward
+    original = OSTrack.forward_embedded
     steps = []
 
     def forward(self, *args, **kwargs):
@@ -141,7 +142,7 @@ def test_out_of_memory_stops_tracking_with_a_message_and_the_video_plays_on(qtbo
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(OSTrack, "forward", forward)
+    monkeypatch.setattr(OSTrack, "forward_embedded", forward)
     window = make_window(qtbot, lambda: Session(build_tracker(None, micro, device="cpu", backend="eager")))
     window.open_source(str(clip))
     qtbot.waitUntil(lambda: window.last_update is not None, timeout=WAIT_MS)
@@ -157,8 +158,8 @@ def test_out_of_memory_stops_tracking_with_a_message_and_the_video_plays_on(qtbo
 
 
 def test_camera_outage_in_the_window(qtbot, monkeypatch):
-    monkeypatch.setattr(sources, "BACKOFF_FIRST_S", 0.05)
-    monkeypatch.setattr(sources, "BACKOFF_MAX_S", 0.2)
+    monkeypatch.setattr(live_source, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(live_source, "BACKOFF_MAX_S", 0.2)
     camera = FakeCamera(period_s=0.02)
     window = make_window(qtbot, lambda: None, lambda spec: open_source(spec, capture_factory=camera.factory))
     window.open_source("webcam")

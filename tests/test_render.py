@@ -6,11 +6,15 @@ import numpy as np
 
 from app.render import STATE_COLOURS, Trail, draw_result, info_line
 from tracker.config import TrackConfig
-from tracker.types import Box, SessionResult, TrackState
+from tracker.types import Box, Candidate, GroundingResult, SessionResult, TrackState
 
 
 def result(box: Box | None, state=TrackState.TRACKING, score=0.9, target_id=1, index=0, query=None):
     return SessionResult(index, 0.0, box, score, state, target_id=target_id, query=query)
+
+
+def grounding(box: Box) -> GroundingResult:
+    return GroundingResult(candidates=(Candidate(box, 0.9),), presence=0.9)
 
 
 def blank(h=240, w=320, value=0):
@@ -93,11 +97,23 @@ def test_trail_keeps_the_last_centres_of_a_followed_target():
 
 def test_trail_is_drawn_along_the_path():
     trail = Trail(10)
-    for x in (20, 60, 100, 140):
-        trail.add(result(Box(x, 100, 10, 10)))
-    out = draw_result(blank(), result(Box(140, 100, 10, 10)), trail)
+    for x in (20, 60, 100, 140):  # steps shorter than the box is wide: one path
+        trail.add(result(Box(x, 100, 50, 10)))
+    out = draw_result(blank(), result(Box(140, 100, 50, 10)), trail)
     colour = STATE_COLOURS[TrackState.TRACKING]
     assert has_colour(out[103:108, 40:100], colour)  # between the old centres, far from the box
+
+
+def test_trail_breaks_at_a_jump_larger_than_the_box_and_at_a_query_retarget():
+    trail = Trail(24)
+    for x in (20, 30, 40):  # steps smaller than the box: one path
+        trail.add(result(Box(x, 100, 20, 20)))
+    trail.add(result(Box(100, 100, 20, 20)))  # 60 px at once, the box is 20 wide: a jump
+    grounded = Box(110, 112, 20, 20)  # close by, but the session re-initialised the tracker on a grounded box
+    trail.add(SessionResult(0, 0.0, grounded, 0.9, TrackState.TRACKING, target_id=1, grounding=grounding(grounded)))
+    trail.add(result(Box(115, 112, 20, 20)))
+    assert trail.segments() == [[(30, 110), (40, 110), (50, 110)], [(110, 110)], [(120, 122), (125, 122)]]
+    assert len(trail.points()) == 6
 
 
 def test_info_line_reports_all_four_figures():

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from app import sources
-from app.sources import SourceStats, open_source
+from app import file_sources, live_source, sources
+from app.frame_source import SourceStats
+from app.sources import open_source
 from tests.helpers import CONFORMANCE
 from tracker.errors import InputError
 
@@ -254,8 +255,8 @@ class WaitLog(threading.Event):
 
 
 def test_live_source_reconnects_with_growing_back_off_after_an_unplug(monkeypatch):
-    monkeypatch.setattr(sources, "BACKOFF_FIRST_S", 0.05)
-    monkeypatch.setattr(sources, "BACKOFF_MAX_S", 0.2)
+    monkeypatch.setattr(live_source, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(live_source, "BACKOFF_MAX_S", 0.2)
     camera = FakeCamera()
     source = open_source("webcam", capture_factory=camera.factory)
     source._stop = log = WaitLog()
@@ -302,7 +303,7 @@ def test_close_joins_the_capture_thread_even_when_the_queue_is_full(tmp_path):
     path = write_level_video(tmp_path / "clip.avi", 40)
     source = open_source(str(path))
     source.start()
-    assert wait_for(lambda: source.stats().captured >= sources.FILE_QUEUE_FRAMES)
+    assert wait_for(lambda: source.stats().captured >= file_sources.FILE_QUEUE_FRAMES)
     assert capture_threads()
     source.close()  # the thread is blocked on a full queue: close must still end it
     source.close()  # idempotent

@@ -14,10 +14,12 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt, QTimer
 from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog
 
+from app.commands import RecordTarget
 from app.options import AppOptions
+from app.session_driver import GROUNDING_MISSING
 from app.sources import open_source
-from app.window import MainWindow, VideoView, Viewport, run_gui
-from app.worker import GROUNDING_MISSING, RecordTarget
+from app.video_view import VideoView, Viewport
+from app.window import MainWindow, run_gui
 from tests.helpers import SHARED, TINY_WEIGHTS, TINY_YAML
 from tracker import Box, CheckpointError, InputError, Session, SessionResult, TrackState, build_tracker
 
@@ -209,7 +211,7 @@ def test_drag_on_a_paused_frame_tracks_the_person_and_records_every_frame(qtbot,
     qtbot.waitUntil(lambda: window.last_update.frame.index >= paused_at + 3, timeout=WAIT_MS)
     tracked = [r for r in seen if r.frame_index > paused_at and r.state is not TrackState.IDLE]
     assert len({tuple(r.box.as_list()) for r in tracked}) >= 2  # the box follows the frames
-    assert window.track_label.text().startswith("track ") and "–" not in window.track_label.text()
+    assert window.status.track_label.text().startswith("track ") and "–" not in window.status.track_label.text()
 
     window.close()
     assert not window.worker.running and not worker_threads()
@@ -308,7 +310,7 @@ def test_pause_step_and_reset(qtbot, video):
     window.set_paused(True)
     qtbot.waitUntil(lambda: window.last_update.paused, timeout=WAIT_MS)
     index = window.last_update.frame.index
-    assert window.frame_label.text() == f"frame {index + 1}/60 (paused)"
+    assert window.status.frame_label.text() == f"frame {index + 1}/60 (paused)"
     qtbot.wait(200)
     assert window.last_update.frame.index == index
 
@@ -327,9 +329,9 @@ def test_pause_step_and_reset(qtbot, video):
 
     qtbot.keyClick(window.view, Qt.Key.Key_R)  # reset: nothing followed any more
     qtbot.waitUntil(lambda: window.last_update.result.state is TrackState.IDLE, timeout=WAIT_MS)
-    assert window.last_update.result.box is None and window.state_label.text() == "IDLE"
+    assert window.last_update.result.box is None and window.status.state_label.text() == "IDLE"
 
-    assert window.latency_label.text() == "latency – ms"  # nothing is late while paused
+    assert window.status.latency_label.text() == "latency – ms"  # nothing is late while paused
     qtbot.wait(1000)
     latencies: list[float | None] = []  # connected after the window's slot, so it sees what the window computed
     window.worker.frame_ready.connect(lambda _update: latencies.append(window.latency_ms))
@@ -370,7 +372,7 @@ def test_recording_on_and_off_writes_complete_files(qtbot, tmp_path):
     drag(qtbot, window.view, Box(40, 100, 40, 50))
     qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: window.recording, timeout=WAIT_MS)
-    assert window.record_label.isVisible()
+    assert window.status.record_label.isVisible()
     qtbot.wait(400)
     qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not window.recording, timeout=WAIT_MS)
@@ -392,7 +394,7 @@ def test_a_source_that_cannot_be_opened_is_reported_and_another_can_be_opened(qt
     window = make_window(qtbot, FakeSession)
     window.open_source(str(tmp_path / "missing.mp4"))
     qtbot.waitUntil(lambda: "does not exist" in window.message, timeout=WAIT_MS)
-    assert window.message_label.styleSheet()  # shown as an error
+    assert window.status.message_label.styleSheet()  # shown as an error
     assert window.view.frame_size is None
     window.open_source(str(video))
     qtbot.waitUntil(lambda: window.last_update is not None, timeout=WAIT_MS)
