@@ -79,7 +79,7 @@ def test_a_file_without_the_backbone_is_refused_in_one_line(tmp_path):
     head_only = {k: v for k, v in load_file(str(NANO_WEIGHTS)).items() if k.startswith("ban_head.")}
     path = tmp_path / "head.safetensors"
     save_file(head_only, str(path))
-    with pytest.raises(CheckpointError, match="does not hold NanoTrack v3's backbone") as err:
+    with pytest.raises(CheckpointError, match="does not fit the NanoTrack v3 backbone") as err:
         load_pretrained_backbone(_model(), str(path))
     assert "\n" not in str(err.value)
 

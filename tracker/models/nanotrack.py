@@ -117,15 +117,20 @@ def load_nanotrack_v3_backbone(path: str | Path) -> NanoTrackV3Backbone:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({first_line(err, 200)}); give nanotrack_v3.safetensors"
         ) from None
+    return fill_backbone(NanoTrackV3Backbone(), tensors, str(path)).eval()
+
+
+def fill_backbone(model: NanoTrackV3Backbone, tensors: dict[str, torch.Tensor], source: str) -> NanoTrackV3Backbone:
+    """Load the ``backbone.*`` tensors of NanoTrack v3's state dict (as released) into ``model``, all or none.
+    Raises CheckpointError naming what does not fit."""
     state = {k[len(CHECKPOINT_PREFIX) :]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_PREFIX)}
-    model = NanoTrackV3Backbone()
     problem = _mismatch(model.state_dict(), state)
     if problem:
         raise CheckpointError(
-            f"{path} does not fit the NanoTrack v3 backbone: {problem}; give nanotrack_v3.safetensors"
+            f"{source} does not fit the NanoTrack v3 backbone: {problem}; give nanotrack_v3.safetensors"
         )
     model.load_state_dict(state, strict=True)
-    return model.eval()
+    return model
 
 
 def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:

@@ -7,7 +7,8 @@ import torch
 
 from tracker.checkpoint import read_checkpoint
 from tracker.config import Config
-from tracker.errors import CheckpointError, first_line
+from tracker.errors import CheckpointError
+from tracker.models.nanotrack import CHECKPOINT_PREFIX, fill_backbone
 from tracker.models.ostrack import OSTrack
 from tracker.models.vit import NanoTrackStem
 
@@ -31,20 +32,14 @@ def load_pretrained_backbone(model: OSTrack, path: str) -> str:
     return f"pretrained backbone: {len(usable)} tensors from {path}; {len(missing)} backbone tensors not in it"
 
 
-NANOTRACK_PREFIX = "backbone.features."  # NanoTrack v3's own names for its backbone
 PRETRAINED_STEM_PREFIX = "backbone.patch_embed.body.features."
 
 
 def load_nanotrack_stem(stem: NanoTrackStem, state: dict[str, torch.Tensor], path: str) -> str:
     """NanoTrack v3's ``backbone.features.*`` tensors into the stem's pretrained body, all of them or none."""
-    body = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith(NANOTRACK_PREFIX)}
-    try:
-        stem.body.load_state_dict(body, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{path} does not hold NanoTrack v3's backbone ({first_line(err, 160)}); give nanotrack_v3.safetensors"
-        ) from None
-    return f"pretrained stem: NanoTrack v3's backbone, {len(body)} tensors from {path}"
+    fill_backbone(stem.body, state, path)
+    count = sum(1 for key in state if key.startswith(CHECKPOINT_PREFIX))
+    return f"pretrained stem: NanoTrack v3's backbone, {count} tensors from {path}"
 
 
 def is_stem_parameter(name: str) -> bool:
