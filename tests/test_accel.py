@@ -341,3 +341,14 @@ def test_a_second_tracker_can_share_the_network():
     second.init(frame, Box(40, 30, 30, 20))
     assert second.network is first.network
     assert first.update(frame).box == second.update(frame).box
+
+
+def test_an_export_from_another_network_interface_is_not_reused(tiny, tmp_path, monkeypatch):
+    """After an upgrade that changes what the network takes, the old cached file must not be run."""
+    from tracker.accel import OnnxRunner
+
+    net = TrackingNet(tiny, focus_index(tiny.cfg, CPU))
+    OnnxRunner(net, tiny.cfg, CPU, tmp_path)
+    monkeypatch.setattr("tracker.accel.NETWORK_INTERFACE", "template+search")
+    OnnxRunner(net, tiny.cfg, CPU, tmp_path)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2

@@ -44,6 +44,9 @@ from tracker.models.vit import Attention
 BACKENDS = ("auto", "eager", "compile", "cudagraph", "tensorrt", "onnx", "int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ONNX_OPSET = 18
+# The network's calling convention, part of every cached artefact's key: a file exported by an older version of
+# this module (e.g. one that took the template's pixels, not its tokens) must not be picked up after an upgrade.
+NETWORK_INTERFACE = "template_tokens+search"
 ONNX_CHECK_TOLERANCE = 1e-3  # max |ORT - eager| allowed on the score/size/offset maps when a file is exported
 _HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -355,6 +358,7 @@ def default_cache_dir() -> Path:
 def cache_key(net: nn.Module, cfg: Config, *parts: str) -> str:
     """A file name stem that changes with the config, the weights and whatever else the artefact depends on."""
     digest = hashlib.sha256(cfg.to_yaml().encode())
+    digest.update(NETWORK_INTERFACE.encode())
     for name, tensor in net.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
