@@ -53,6 +53,16 @@ def test_a_stem_needs_nanotracks_stride():
         _config(**{"MODEL.BACKBONE.STRIDE": "8", "DATA.TEMPLATE.SIZE": "96", "DATA.SEARCH.SIZE": "192"})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("TRAIN.STEM_FREEZE_EPOCH", "-1", "STEM_FREEZE_EPOCH must be 0 or more"),
+     ("TRAIN.STEM_MULTIPLIER", "-0.1", "STEM_MULTIPLIER must be 0")],
+)
+def test_a_bad_stem_schedule_is_refused_in_one_line(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(**{key: value})
+
+
 def test_its_weights_are_told_apart_from_the_conv_stems_and_find_their_config():
     state = _model().state_dict()
     arch = read_architecture(state, "test")
