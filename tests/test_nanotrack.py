@@ -1,4 +1,5 @@
-"""The PyTorch NanoTrack v3 backbone against the released ONNX graph, on real frames, and its loader's errors."""
+"""The PyTorch NanoTrack v3 backbone and head against the released ONNX graphs, on real frames, and the loaders'
+errors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from tracker.errors import CheckpointError
-from tracker.models.nanotrack import CHECKPOINT_PREFIX, NanoTrackV3Backbone, load_nanotrack_v3_backbone
+from tracker.models.nanotrack import (
+    CHECKPOINT_PREFIX,
+    HEAD_PREFIX,
+    NanoTrackV3Backbone,
+    NanoTrackV3Head,
+    fill_head,
+    load_nanotrack_v3_backbone,
+)
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 PEERS = SHARED / "peers" / "nanotrack_v3"
@@ -47,6 +55,21 @@ def onnx_backbone():
     return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+@pytest.fixture(scope="module")
+def head() -> NanoTrackV3Head:
+    path = _need(PEERS / "nanotrack_v3.safetensors")
+    return fill_head(NanoTrackV3Head(), load_file(str(path)), str(path)).eval()
+
+
+@pytest.fixture(scope="module")
+def onnx_head():
+    ort = pytest.importorskip("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    path = _need(PEERS / "nanotrack_head.onnx")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def _first_frame_crop(sequence: str, size: int) -> np.ndarray:
     """(1,3,size,size) float32 BGR crop of frame 0 around its ground-truth box, with the tracker's context margin
     (the search crop covers twice the exemplar's area side)."""
@@ -75,6 +98,35 @@ def test_matches_onnx_on_real_crops(backbone, onnx_backbone, sequence: str, size
     assert ours.shape == theirs.shape == (1, NanoTrackV3Backbone.out_channels, side, side)
     assert np.abs(theirs).max() > 1.0  # a dead map would agree trivially
     assert np.abs(ours - theirs).max() < TOLERANCE
+
+
+@pytest.mark.parametrize("sequence", SEQUENCE_NAMES)
+def test_head_matches_onnx_on_real_crops(backbone, onnx_backbone, head, onnx_head, sequence: str) -> None:
+    """PyTorch backbone -> head against ONNX backbone -> ONNX head, each chain fed only its own features."""
+    exemplar, search = _first_frame_crop(sequence, 127), _first_frame_crop(sequence, 255)
+    with torch.no_grad():
+        ours = head(backbone(torch.from_numpy(exemplar)), backbone(torch.from_numpy(search)))
+    features = {name: onnx_backbone.run(None, {"input": crop})[0] for name, crop in (("z", exemplar), ("x", search))}
+    theirs = onnx_head.run(None, {"input1": features["z"], "input2": features["x"]})
+    for mine, ref, shape in zip(ours, theirs, [(1, 2, 15, 15), (1, 4, 15, 15)], strict=True):
+        assert mine.shape == ref.shape == shape
+        assert np.abs(ref).max() > 1.0  # a dead map would agree trivially
+        # Logits peak near 8: absolute TOLERANCE. Distances are exp() of the regression and reach about 80 px,
+        # where one float32 ulp is ~8e-6, so they get TOLERANCE relative to max(1, |value|) (measured: <= 5e-6).
+        scale = np.maximum(1.0, np.abs(ref)) if shape[1] == 4 else 1.0
+        assert (np.abs(mine.numpy() - ref) / scale).max() < TOLERANCE
+
+
+def test_head_batches_like_single_pairs(backbone, head) -> None:
+    """The depth-wise correlation folds the batch into groups: a batch must give each pair's own maps."""
+    crops = [(_first_frame_crop(name, 127), _first_frame_crop(name, 255)) for name in SEQUENCE_NAMES[:2]]
+    with torch.no_grad():
+        z = backbone(torch.from_numpy(np.concatenate([c[0] for c in crops])))
+        x = backbone(torch.from_numpy(np.concatenate([c[1] for c in crops])))
+        batched = head(z, x)
+        single = [head(z[i : i + 1], x[i : i + 1]) for i in range(len(crops))]
+    for out, part in zip(batched, zip(*single, strict=True), strict=True):
+        torch.testing.assert_close(out, torch.cat(part), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("size", "side"), [(96, 6), (127, 8), (128, 8), (192, 12), (255, 16), (256, 16)])
@@ -129,3 +181,17 @@ def test_loader_rejects_an_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_nanotrack_v3_backbone(tmp_path / "junk.safetensors")
+
+
+def test_head_loader_rejects_a_misshapen_tensor() -> None:
+    state = {HEAD_PREFIX + k: v for k, v in NanoTrackV3Head().state_dict().items()}
+    state[HEAD_PREFIX + "corr_pw_cls.conv.0.weight"] = torch.ones(96, 1, 2, 2)
+    with pytest.raises(CheckpointError, match=r"NanoTrack v3 head: misshapen corr_pw_cls\.conv\.0\.weight") as err:
+        fill_head(NanoTrackV3Head(), state, "bad.safetensors")
+    assert "\n" not in str(err.value)
+
+
+def test_head_loader_rejects_a_file_without_head_tensors() -> None:
+    state = {CHECKPOINT_PREFIX + k: v for k, v in NanoTrackV3Backbone().state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"no ban_head\.\* tensors"):
+        fill_head(NanoTrackV3Head(), state, "backbone_only.safetensors")
