@@ -324,19 +324,19 @@ class CudaGraphRunner:
     """The whole network captured once as a CUDA graph and replayed per frame from static input buffers."""
 
     def __init__(self, run: Callable, cfg: Config, device: torch.device, warmup: int = 3) -> None:
-        self.template, self.search = (torch.zeros_like(x) for x in _example_inputs(cfg, device))
+        self.template_tokens, self.search = (torch.zeros_like(x) for x in _example_inputs(cfg, device))
         side_stream = torch.cuda.Stream(device)
         side_stream.wait_stream(torch.cuda.current_stream(device))
         with torch.no_grad(), torch.cuda.stream(side_stream):  # warm-up: lazy inits must not land in the graph
             for _ in range(warmup):
-                run(self.template, self.search)
+                run(self.template_tokens, self.search)
         torch.cuda.current_stream(device).wait_stream(side_stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(self.graph):
-            self.outputs = run(self.template, self.search)
+            self.outputs = run(self.template_tokens, self.search)
 
     def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.template.copy_(template_tokens)
+        self.template_tokens.copy_(template_tokens)
         self.search.copy_(search)
         self.graph.replay()
         return tuple(out.clone() for out in self.outputs)  # the next replay overwrites the static outputs

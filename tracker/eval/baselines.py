@@ -31,7 +31,8 @@ CONTRIB_HINT = "needs the OpenCV contrib build (pip install .[baselines])"
 
 
 class OpenCVTracker:
-    """Wraps one ``cv2.Tracker``; boxes cross in frame pixels, rounded to whole pixels as OpenCV requires."""
+    """Wraps one tracker with OpenCV's interface (a ``cv2.Tracker``, or NanoTrack v3's runner); boxes cross in frame
+    pixels, rounded to whole pixels as OpenCV requires."""
 
     def __init__(self, make: Callable[[], cv2.Tracker]) -> None:
         self._make = make
