@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tracker import Box, Session, build_model, build_tracker  # noqa: E402
-from tracker.accel import physical_cores  # noqa: E402
+from tracker.threads import physical_cores  # noqa: E402
 from tracker.types import Frame  # noqa: E402
 
 PEERS = ROOT.parent / "shared" / "peers"

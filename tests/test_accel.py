@@ -20,14 +20,13 @@ from tracker.accel import (
     Float32Island,
     TrackingNet,
     build_network,
-    configure_cpu_threads,
     focus_index,
     keep_sensitive_layers_fp32,
-    physical_cores,
     resolve_backend,
 )
 from tracker.config import load_config
 from tracker.preprocess import crop_around, crop_around_torch, resize_like_opencv
+from tracker.threads import configure_cpu_threads, physical_cores
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")  # a device object only: nothing here runs on it

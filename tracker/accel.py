@@ -21,7 +21,6 @@ large models but move the tracks, so they are never chosen automatically. ``eage
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -40,6 +39,7 @@ from tracker.errors import TrackerError, first_line
 from tracker.models.candidate import template_focus_mask
 from tracker.models.ostrack import OSTrack
 from tracker.models.vit import Attention
+from tracker.threads import physical_cores
 
 BACKENDS = ("auto", "eager", "compile", "cudagraph", "tensorrt", "onnx", "int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -57,13 +57,23 @@ class BackendError(TrackerError):
 
 @dataclass(frozen=True, eq=False)
 class NetOutput:
-    """One network step. Maps are (1, C, fs, fs) float32 on the tracker's device: score (C=1), size and offset
-    (C=2, channel 0 = x/w); ``removed`` holds, per CE block, the original indices of the search tokens it dropped."""
+    """One network step. Maps are (N, C, fs, fs) float32 on the tracker's device, one row per search crop: score
+    (C=1), size and offset (C=2, channel 0 = x/w); ``removed`` holds, per CE block, the original indices of the
+    search tokens it dropped (N, k)."""
 
     score_map: torch.Tensor
     size_map: torch.Tensor
     offset_map: torch.Tensor
     removed: tuple[torch.Tensor, ...]
+
+    def rows(self, start: int, stop: int) -> NetOutput:
+        """The outputs of crops ``start`` to ``stop - 1`` of a batched step."""
+        return NetOutput(
+            self.score_map[start:stop],
+            self.size_map[start:stop],
+            self.offset_map[start:stop],
+            tuple(r[start:stop] for r in self.removed),
+        )
 
 
 class TrackingNet(nn.Module):
@@ -86,7 +96,11 @@ class TrackingNet(nn.Module):
 class Network:
     """Runs one backend. ``name`` and ``precision`` say what runs; ``agreement`` how close to the reference it is
     (``exact``, ``near-exact`` or ``low-precision``, see the module docstring). ``embed`` turns a template crop
-    into the tokens ``__call__`` takes; without it the template passes through as it is (a stand-in network)."""
+    into the tokens ``__call__`` takes; without it the template passes through as it is (a stand-in network).
+
+    ``batch``: the number of rows (search crops) a static backend (ONNX, CUDA graphs, TensorRT) runs, or None when
+    any number runs. Fewer rows are padded up to it. ``with_batch(n)`` gives the network for ``n`` rows, built
+    once by ``rebuild`` and kept."""
 
     def __init__(
         self,
@@ -95,13 +109,18 @@ class Network:
         run: Callable[..., tuple[torch.Tensor, ...]],
         agreement: str,
         embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        batch: int | None = None,
+        rebuild: Callable[[int], Network] | None = None,
     ) -> None:
         self.name = name
         self.precision = precision
         self.agreement = agreement
         self.note: str | None = None  # why this is not the backend that was asked for, if it is not
+        self.batch = batch
         self._run = run
         self._embed = embed
+        self._rebuild = rebuild
+        self._batched: dict[int, Network] = {} if batch is None else {batch: self}
 
     @property
     def exact(self) -> bool:
@@ -114,13 +133,33 @@ class Network:
         with torch.no_grad():
             return self._embed(template)
 
+    def with_batch(self, rows: int) -> Network:
+        """The network that runs ``rows`` search crops in one call: this one when its batch is free or equal,
+        else one built for that static batch (once; later calls reuse it)."""
+        if self.batch is None or self._rebuild is None:
+            return self
+        if rows not in self._batched:
+            self._batched[rows] = self._rebuild(rows)
+        return self._batched[rows]
+
     def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> NetOutput:
+        """One step for ``N`` search crops (N, 3, S, S) against their targets' tokens (N or 1 rows)."""
+        rows = search.shape[0]
+        template_tokens = template_tokens.expand(rows, *template_tokens.shape[1:])
+        if self.batch is not None and rows < self.batch:  # a static shape: pad with copies of the first row
+            template_tokens, search = (_pad_rows(x, self.batch) for x in (template_tokens, search))
+        elif self.batch is not None and rows > self.batch:
+            raise TrackerError(f"this network runs at most {self.batch} crops at once, got {rows}")
         with torch.no_grad():
-            score, size, offset, *removed = self._run(template_tokens, search)
-        return NetOutput(score.float(), size.float(), offset.float(), tuple(removed))
+            score, size, offset, *removed = self._run(template_tokens.contiguous(), search.contiguous())
+        return NetOutput(score.float(), size.float(), offset.float(), tuple(removed)).rows(0, rows)
 
     def __repr__(self) -> str:
         return f"Network({self.name}, {self.precision}, {self.agreement})"
+
+
+def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.cat([x, x[:1].expand(rows - x.shape[0], *x.shape[1:])])
 
 
 def focus_index(cfg: Config, device: torch.device) -> torch.Tensor | None:
@@ -170,23 +209,29 @@ def build_network(
     precision: str = "auto",
     fused_attention: bool = False,
     cache_dir: str | Path | None = None,
+    batch: int = 1,
 ) -> Network:
     """A ``Network`` running ``model`` (already on ``device``, eval mode) with the asked-for backend.
 
     The network may change ``model`` in place (precision policy, fused attention, quantisation): it owns it.
     ``fused_attention`` uses the fused SDPA kernel in the blocks that do not rank tokens (near-exact).
     ``cache_dir`` holds exported ONNX files and TensorRT engines (default ``~/.cache/ostrack-live``).
+    ``batch``: the search crops per call of a static backend (more targets, or re-detection tiles, in one
+    forward); ``Network.with_batch`` builds the others when they are needed.
     """
     automatic = backend == "auto"
     backend, precision = resolve_backend(backend, precision, device)
     if automatic and backend == "onnx":
         try:
-            return _network(model, cfg, device, "onnx", precision, fused_attention, cache_dir)
+            return _network(model, cfg, device, "onnx", precision, fused_attention, cache_dir, batch)
         except Exception as exc:
-            network = _network(model, cfg, device, "eager", precision, fused_attention, cache_dir)
+            network = _network(model, cfg, device, "eager", precision, fused_attention, cache_dir, batch)
             network.note = f"backend auto: ONNX Runtime unavailable ({first_line(exc)}), running eager"
             return network
-    return _network(model, cfg, device, backend, precision, fused_attention, cache_dir)
+    return _network(model, cfg, device, backend, precision, fused_attention, cache_dir, batch)
+
+
+STATIC_BATCH_BACKENDS = frozenset({"onnx", "cudagraph", "tensorrt"})  # their inputs have one shape, rows included
 
 
 def _network(
@@ -197,6 +242,7 @@ def _network(
     precision: str,
     fused_attention: bool,
     cache_dir: str | Path | None,
+    batch: int = 1,
 ) -> Network:
     set_fused_attention(model, fused_attention)
     if precision != "fp32" and backend in ("eager", "compile", "cudagraph"):  # TensorRT sets its own precision
@@ -210,52 +256,25 @@ def _network(
     builders = {
         "eager": lambda: _autocast(net, device, precision),
         "compile": lambda: _autocast(_compiled(net), device, precision),
-        "cudagraph": lambda: CudaGraphRunner(_autocast(net, device, precision), cfg, device),
-        "tensorrt": lambda: _tensorrt(net, cfg, device, precision, cache),
-        "onnx": lambda: OnnxRunner(net, cfg, device, cache),
+        "cudagraph": lambda: CudaGraphRunner(_autocast(net, device, precision), cfg, device, batch=batch),
+        "tensorrt": lambda: _tensorrt(net, cfg, device, precision, cache, batch),
+        "onnx": lambda: OnnxRunner(net, cfg, device, cache, batch),
         "int8": lambda: _int8(net),
     }
-    return Network(backend, precision, builders[backend](), agreement, embed=model.embed_template)
+    static = backend in STATIC_BATCH_BACKENDS
+    return Network(
+        backend,
+        precision,
+        builders[backend](),
+        agreement,
+        embed=model.embed_template,
+        batch=batch if static else None,
+        rebuild=lambda rows: _network(model, cfg, device, backend, precision, fused_attention, cache_dir, rows),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# CPU threads, precision policy, fused attention
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads share a core's vector units, so count cores)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for cpu in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
-        except OSError:
-            cores.add(("?", str(cpu)))
-    return max(1, len(cores))
-
-
-THREADS_ENV = "OSTRACK_LIVE_THREADS"
-
-
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Intra-op threads: ``threads``, else ``$OSTRACK_LIVE_THREADS``, else one per physical core; one inter-op
-    thread (the network has no parallel branches). Returns the intra-op count in force.
-
-    On a machine whose cores are busy with other work, fewer threads are faster: OpenMP workers wait for each
-    other at every op, and a descheduled one stalls the rest (benchmarks/speed.py measures both).
-    """
-    wanted = threads or int(os.environ.get(THREADS_ENV, "0") or 0) or physical_cores()
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
-    if torch.get_num_interop_threads() != 1:
-        # Only settable before the first inter-op work; after that keep what is there.
-        with contextlib.suppress(RuntimeError):
-            torch.set_num_interop_threads(1)
-    return wanted
+# Precision policy, fused attention
 
 
 def set_fused_attention(model: nn.Module, fused: bool) -> None:
@@ -323,8 +342,8 @@ def _int8(net: TrackingNet) -> Callable:
 class CudaGraphRunner:
     """The whole network captured once as a CUDA graph and replayed per frame from static input buffers."""
 
-    def __init__(self, run: Callable, cfg: Config, device: torch.device, warmup: int = 3) -> None:
-        self.template_tokens, self.search = (torch.zeros_like(x) for x in _example_inputs(cfg, device))
+    def __init__(self, run: Callable, cfg: Config, device: torch.device, warmup: int = 3, batch: int = 1) -> None:
+        self.template_tokens, self.search = (torch.zeros_like(x) for x in _example_inputs(cfg, device, batch=batch))
         side_stream = torch.cuda.Stream(device)
         side_stream.wait_stream(torch.cuda.current_stream(device))
         with torch.no_grad(), torch.cuda.stream(side_stream):  # warm-up: lazy inits must not land in the graph
@@ -342,12 +361,14 @@ class CudaGraphRunner:
         return tuple(out.clone() for out in self.outputs)  # the next replay overwrites the static outputs
 
 
-def _example_inputs(cfg: Config, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random inputs of the network's static shapes: template tokens (1, Lz, C) and a search crop (1, 3, S, S)."""
+def _example_inputs(
+    cfg: Config, device: torch.device, seed: int = 0, batch: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random inputs of the network's static shapes: template tokens (N, Lz, C) and search crops (N, 3, S, S)."""
     gen = torch.Generator().manual_seed(seed)
     tokens, size = cfg.template_tokens_side**2, cfg.test.search_size
-    template_tokens = torch.randn(1, tokens, cfg.backbone.embed_dim, generator=gen)
-    return template_tokens.to(device), torch.randn(1, 3, size, size, generator=gen).to(device)
+    template_tokens = torch.randn(batch, tokens, cfg.backbone.embed_dim, generator=gen)
+    return template_tokens.to(device), torch.randn(batch, 3, size, size, generator=gen).to(device)
 
 
 def default_cache_dir() -> Path:
@@ -368,16 +389,19 @@ def cache_key(net: nn.Module, cfg: Config, *parts: str) -> str:
     return f"{stem}-{digest.hexdigest()[:16]}"
 
 
-def _tensorrt(net: TrackingNet, cfg: Config, device: torch.device, precision: str, cache: Path) -> Callable:
+def _tensorrt(
+    net: TrackingNet, cfg: Config, device: torch.device, precision: str, cache: Path, batch: int = 1
+) -> Callable:
     """torch-tensorrt (dynamo path): an engine built once per config, weights, precision and GPU, kept on disk."""
     try:
         import torch_tensorrt
     except ImportError:
         raise BackendError("backend tensorrt needs torch-tensorrt, which is not installed; "
                            "pip install 'ostrack-live[gpu]' or use --backend cudagraph") from None
-    inputs = list(_example_inputs(cfg, device))
+    inputs = list(_example_inputs(cfg, device, batch=batch))
     gpu = torch.cuda.get_device_name(device).replace(" ", "_")
-    path = cache / "tensorrt" / f"{cache_key(net, cfg, gpu, precision, torch_tensorrt.__version__)}-{gpu}.ep"
+    key = cache_key(net, cfg, gpu, precision, torch_tensorrt.__version__, *_batch_part(batch))
+    path = cache / "tensorrt" / f"{key}-{gpu}.ep"
     if path.is_file():
         return torch.export.load(str(path)).module()
     dtypes = {torch.float16} if precision == "fp16" else {torch.float32}
@@ -392,17 +416,17 @@ class OnnxRunner:
 
     The exported file is cached by config and weights; a fresh export is checked against the eager outputs."""
 
-    def __init__(self, net: TrackingNet, cfg: Config, device: torch.device, cache: Path) -> None:
+    def __init__(self, net: TrackingNet, cfg: Config, device: torch.device, cache: Path, batch: int = 1) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise BackendError("backend onnx needs onnx and onnxruntime, which are not installed; "
                                "pip install onnx onnxruntime or use --backend eager") from None
         self.device = device
-        path = cache / "onnx" / f"{cache_key(net, cfg, torch.__version__, str(ONNX_OPSET))}.onnx"
+        path = cache / "onnx" / f"{cache_key(net, cfg, torch.__version__, str(ONNX_OPSET), *_batch_part(batch))}.onnx"
         fresh = not path.is_file()
         if fresh:
-            export_onnx(net, cfg, path)
+            export_onnx(net, cfg, path, batch)
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -419,18 +443,23 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.outputs = [o.name for o in self.session.get_outputs()]
         if fresh:
-            check_onnx_outputs(self, net, cfg, device)
+            check_onnx_outputs(self, net, cfg, device, batch)
 
     def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feeds = {"template_tokens": template_tokens.detach().cpu().numpy(), "search": search.detach().cpu().numpy()}
         return tuple(torch.from_numpy(out).to(self.device) for out in self.session.run(self.outputs, feeds))
 
 
-def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
-    """Write ``net`` as ONNX: inputs ``template_tokens``, ``search``; outputs score/size/offset maps and, per CE block,
-    the removed token indices."""
+def _batch_part(batch: int) -> tuple[str, ...]:
+    # One row keeps the key it always had, so files exported before batches existed stay valid.
+    return () if batch == 1 else (f"batch{batch}",)
+
+
+def export_onnx(net: TrackingNet, cfg: Config, path: Path, batch: int = 1) -> Path:
+    """Write ``net`` as ONNX for ``batch`` rows: inputs ``template_tokens``, ``search``; outputs score/size/offset
+    maps and, per CE block, the removed token indices."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    template_tokens, search = _example_inputs(cfg, torch.device("cpu"))
+    template_tokens, search = _example_inputs(cfg, torch.device("cpu"), batch=batch)
     cpu_net = copy.deepcopy(net).cpu()
     if cpu_net.focus_index is not None:
         cpu_net.focus_index = cpu_net.focus_index.cpu()
@@ -452,10 +481,12 @@ def export_onnx(net: TrackingNet, cfg: Config, path: Path) -> Path:
     return path
 
 
-def check_onnx_outputs(runner: OnnxRunner, net: TrackingNet, cfg: Config, device: torch.device) -> float:
+def check_onnx_outputs(
+    runner: OnnxRunner, net: TrackingNet, cfg: Config, device: torch.device, batch: int = 1
+) -> float:
     """Run ONNX Runtime and eager on the same inputs; refuse the file if the maps differ by more than the
     tolerance. Returns the largest difference."""
-    template_tokens, search = _example_inputs(cfg, device, seed=1)
+    template_tokens, search = _example_inputs(cfg, device, seed=1, batch=batch)
     with torch.no_grad():
         ref = net(template_tokens, search)
     mine = runner(template_tokens, search)

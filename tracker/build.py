@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from tracker.accel import configure_cpu_threads
 from tracker.config import Config
 from tracker.models.ostrack import OSTrack, build_model
 from tracker.resolve import ResolvedModel, load_state_into, resolve_model
 from tracker.single import SingleTracker, resolve_device
+from tracker.threads import configure_cpu_threads
 from tracker.weights import default_weights
 
 # default_weights is re-exported: the app and the evaluator ask this module for the bundled model.

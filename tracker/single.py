@@ -129,22 +129,27 @@ class SingleTracker:
             self.scale_filter = ScaleFilter(self.cfg.track.scale_filter, gray_frame(image), box)
         self.frame_size = (image.shape[1], image.shape[0])
 
-    @torch.no_grad()
+    def move_to(self, image_bgr: np.ndarray, box: Box) -> None:
+        """Follow the target from ``box`` on (found again elsewhere, or put back): the template stays."""
+        self.state = box
+        if self.scale_filter is not None:
+            self.scale_filter = ScaleFilter(self.cfg.track.scale_filter, gray_frame(image_bgr), box)
+
     def update(self, frame_bgr: np.ndarray) -> TrackResult:
         """Track into this frame; the returned box becomes the state for the next one."""
+        return update_together([self], frame_bgr)[0]
+
+    def search_crop(self, image_bgr: np.ndarray, around: Box | None = None) -> tuple[torch.Tensor, float]:
+        """The network's search input around ``around`` (default: the current state) and its resize factor."""
         if self.template is None or self.state is None:
             raise InputError("the tracker has no target yet; call init(frame, box) first")
-        start = time.perf_counter()
-        image = to_bgr_uint8(frame_bgr)
-        height, width = image.shape[:2]
-        with _memory_errors(self.device):
-            search, resize_factor = self._crop(
-                image, self.state, self.cfg.test.search_factor, self.cfg.test.search_size
-            )
-            out = self.network(self.template_tokens, search)
-            if self.cfg.track.flip_average:
-                out = flip_averaged(out, self.network(self.flipped_template_tokens, search.flip(-1)))
-            self.last_output = out
+        return self._crop(image_bgr, around or self.state, self.cfg.test.search_factor, self.cfg.test.search_size)
+
+    def finish(self, image_bgr: np.ndarray, out: NetOutput, resize_factor: float, start: float) -> TrackResult:
+        """The step's box from this target's row of the network output: windowed peak, size update, map back to
+        frame pixels, clip; it becomes the state for the next frame."""
+        self.last_output = out
+        height, width = image_bgr.shape[:2]
         score = out.score_map
         weighted, size_rate = self.window * score, self.cfg.track.size_update
         if self.cfg.track.scale_penalty > 0:
@@ -160,7 +165,7 @@ class SingleTracker:
             return TrackResult(self.state, 0.0, (time.perf_counter() - start) * 1e3)
         moved = self._map_back(in_crop, resize_factor, size_rate)
         if self.scale_filter is not None:
-            moved = self._filtered_size(image, moved)
+            moved = self._filtered_size(image_bgr, moved)
         self.state = clip_box(moved, width, height, self.cfg.track.clip_margin)
         self.frame_size = (width, height)
         return TrackResult(self.state, raw_score, (time.perf_counter() - start) * 1e3)
@@ -201,14 +206,52 @@ class SingleTracker:
     def _map_back(self, in_crop: list[float], resize_factor: float, size_rate: float) -> Box:
         """Crop-pixel (cx, cy, w, h) to a frame-pixel box, relative to the previous (unrounded) centre; the size
         moves ``size_rate`` of the way from the previous box's to the predicted one (1.0: official)."""
-        cx, cy, w, h = in_crop
-        if size_rate < 1.0:
-            w = self.state.w + size_rate * (w - self.state.w)
-            h = self.state.h + size_rate * (h - self.state.h)
-        half = 0.5 * self.cfg.test.search_size / resize_factor
-        cx_frame = cx + (self.state.cx - half)
-        cy_frame = cy + (self.state.cy - half)
-        return Box(cx_frame - 0.5 * w, cy_frame - 0.5 * h, w, h)
+        return crop_to_frame(in_crop, self.state, resize_factor, self.cfg.test.search_size, size_rate)
+
+
+def crop_to_frame(in_crop: list[float], around: Box, resize_factor: float, search_size: int, size_rate: float) -> Box:
+    """A box found in the search crop centred on ``around`` (crop pixels scaled to frame pixels: cx, cy, w, h) as a
+    frame-pixel box, placed relative to ``around``'s unrounded centre as the official tracker does; its size moves
+    ``size_rate`` of the way from ``around``'s to the found one (1.0: official)."""
+    cx, cy, w, h = in_crop
+    if size_rate < 1.0:
+        w = around.w + size_rate * (w - around.w)
+        h = around.h + size_rate * (h - around.h)
+    half = 0.5 * search_size / resize_factor
+    cx_frame = cx + (around.cx - half)
+    cy_frame = cy + (around.cy - half)
+    return Box(cx_frame - 0.5 * w, cy_frame - 0.5 * h, w, h)
+
+
+def padded_rows(rows: int) -> int:
+    """The static batch that ``rows`` crops run in: the next power of two, so a few batch sizes serve any count
+    of targets (each is exported or captured once)."""
+    return 1 << max(0, rows - 1).bit_length()
+
+
+@torch.no_grad()
+def update_together(trackers: list[SingleTracker], frame_bgr: np.ndarray) -> list[TrackResult]:
+    """Every tracker steps into this frame in one batched forward (they must share one ``network``); the same
+    results as stepping each alone, up to float rounding. Each result's time is the whole batched step's."""
+    if not trackers:
+        return []
+    for tracker in trackers:
+        if tracker.template is None or tracker.state is None:
+            raise InputError("the tracker has no target yet; call init(frame, box) first")
+    lead = trackers[0]
+    start = time.perf_counter()
+    image = to_bgr_uint8(frame_bgr)
+    with _memory_errors(lead.device):
+        crops = [t.search_crop(image) for t in trackers]
+        search = torch.cat([crop for crop, _ in crops])
+        network = lead.network.with_batch(padded_rows(len(trackers)))
+        out = network(torch.cat([t.template_tokens for t in trackers]), search)
+        if lead.cfg.track.flip_average:
+            mirrored = network(torch.cat([t.flipped_template_tokens for t in trackers]), search.flip(-1))
+            out = flip_averaged(out, mirrored)
+    return [
+        tracker.finish(image, out.rows(i, i + 1), crops[i][1], start) for i, tracker in enumerate(trackers)
+    ]
 
 
 def flip_averaged(out: NetOutput, mirrored: NetOutput) -> NetOutput:
