@@ -139,6 +139,32 @@ def test_opencv_wrapper_rounds_the_init_box_and_rejects_bad_ones():
     assert result.box.is_finite() and result.elapsed_ms > 0
 
 
+class _FailsAfterOne:
+    """OpenCV's tracker interface: the first update succeeds one pixel to the right, every later one fails."""
+
+    def init(self, frame, rect):
+        self.rect, self.calls = rect, 0
+
+    def update(self, frame):
+        self.calls += 1
+        x, y, w, h = self.rect
+        return self.calls == 1, (x + 1, y, w, h)
+
+
+def test_a_failed_opencv_step_keeps_the_box_or_reports_lost_and_the_runner_scores_the_last_box(tmp_path):
+    sequence = _sequence(tmp_path, count=4)
+    frames = list(sequence.frames())
+    for report_lost in (False, True):
+        tracker = baselines.OpenCVTracker(_FailsAfterOne, report_lost=report_lost)
+        tracker.init(frames[0], Box(20, 20, 20, 20))
+        assert tracker.update(frames[1]).box == Box(21, 20, 20, 20)
+        failed = tracker.update(frames[2])
+        assert failed.score == 0.0 and failed.lost == report_lost
+        assert failed.box.is_finite() != report_lost
+        run = run_sequence(tracker, sequence)
+        np.testing.assert_array_equal(run.boxes[2:], [run.boxes[1]] * 2)
+
+
 def test_missing_contrib_baselines_are_skipped_with_the_reason(monkeypatch):
     monkeypatch.delattr(cv2, "TrackerCSRT_create", raising=False)
     specs, skipped = baseline_specs(["mil", "csrt"])
@@ -184,8 +210,8 @@ def test_bundled_spec_takes_options_but_not_another_model(monkeypatch, tmp_path)
 
 
 def test_backend_spec_builds_that_backend():
-    tracker = parse_tracker_spec(f"config={TINY_YAML},device=cpu,backend=eager,precision=bf16").make()
-    assert (tracker.network.name, tracker.network.precision) == ("eager", "bf16")
+    target = parse_tracker_spec(f"config={TINY_YAML},device=cpu,backend=eager,precision=bf16").make()
+    assert (target.tracker.network.name, target.tracker.network.precision) == ("eager", "bf16")
 
 
 def test_cli_writes_results_tables_json_and_plots(tmp_path, capsys):
@@ -251,7 +277,7 @@ def test_spec_config_overrides_reach_the_built_tracker():
         f"config={TINY_YAML},device=cpu,backend=eager,TEST.SEARCH_FACTOR=3.5,TEST.CE_KEEP_RATIO=[0.9, 0.9, 0.9],"
         "name=wide"
     )
-    tracker = spec.make()
+    tracker = spec.make().tracker  # the model's tracker inside the lost-and-found Target the evaluator runs
     assert spec.name == "wide"
     assert tracker.cfg.test.search_factor == 3.5
     assert tracker.cfg.tracking_keep_ratios == (0.9, 0.9, 0.9)

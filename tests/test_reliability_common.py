@@ -22,7 +22,9 @@ from tracker.models.ostrack import build_model
 TINY = ["--config", str(TINY_YAML), "--weights", str(TINY_WEIGHTS), "--device", "cpu"]
 
 # A two-block model on 32/64-pixel crops: every path of the real tracker at a tenth of the tiny model's cost.
-# The TRACK thresholds make states predictable when a test controls the score map (see confident_forward).
+# The TRACK thresholds make states predictable when a test controls the score map (see confident_forward). Its
+# PRESENCE reads "the network gave a real peak" (0.3 at a peak of 0.08) and ignores colour; no re-detection, so a
+# scripted forward sees one call per frame. A random micro model, whose peaks sit near 0.5, never counts as lost.
 MICRO_YAML = """\
 DATA:
   SEARCH: {SIZE: 64, FACTOR: 4.0}
@@ -33,7 +35,8 @@ MODEL:
              CE_LOC: [1], CE_KEEP_RATIO: [0.7], CE_TEMPLATE_RANGE: CTR_POINT}
   HEAD: {TYPE: CENTER, NUM_CHANNELS: 16}
 TEST: {SEARCH_FACTOR: 4.0, SEARCH_SIZE: 64, TEMPLATE_FACTOR: 2.0, TEMPLATE_SIZE: 32}
-TRACK: {LOST_SCORE: 0.3, LOST_FRAMES: 2, RECOVER_SCORE: 0.5, RECOVER_FRAMES: 2}
+TRACK: {LOST_SCORE: 0.3, LOST_FRAMES: 2, RECOVER_SCORE: 0.5, RECOVER_FRAMES: 2,
+        PRESENCE: {SCORE_WEIGHT: 40.0, COLOUR_WEIGHT: 0.0, BIAS: -4.0}, REDETECT: {ENABLED: false}}
 """
 
 FRAME_SIZE = (160, 120)  # width, height of the synthetic videos

@@ -1,7 +1,9 @@
 """The state machine the app drives: idle -> tracking <-> lost -> recovered -> tracking.
 
-The session owns one ``SingleTracker`` and labels each step with a state from its confidence; it never draws and
-never knows about windows. Thresholds come from the config's ``TRACK`` section.
+Box mode: ``start(frame, box)`` follows one target, ``add_target(frame, box)`` more (up to
+``TRACK.MAX_TARGETS``); each is a ``tracker.target.Target`` (its state from its score with hysteresis, and
+re-detection while lost), and all of them step in one batched forward. The first target is the primary: its box,
+score and state are the result's own. The session never draws and never knows about windows.
 
 Grounding mode (with a ``Grounder``): ``set_query(text)`` -> grounding; once the query's object is present for a
 few frames the box tracker takes over from the best grounded box (tracking). Grounding re-checks every few frames
@@ -22,7 +24,10 @@ import numpy as np
 from tracker.config import TrackConfig
 from tracker.errors import InputError
 from tracker.grounding import Grounder, GroundingStep, association_cost, linear_assignment
-from tracker.single import SingleTracker
+from tracker.preprocess import to_bgr_uint8
+from tracker.presence import ColourReference, presence
+from tracker.single import SingleTracker, update_together
+from tracker.target import Target, update_targets
 from tracker.types import Box, Candidate, Frame, GroundingResult, SessionResult, TargetResult, TrackState
 
 DUPLICATE_IOU = 0.5  # grounded candidates overlapping a better one this much are the same object
@@ -30,12 +35,14 @@ DUPLICATE_IOU = 0.5  # grounded candidates overlapping a better one this much ar
 
 @dataclass(eq=False)
 class _Target:
-    """One followed target in grounding mode: its own box tracker (sharing the model) and appearance."""
+    """One followed target in grounding mode: its own box tracker (sharing the model), its grounded appearance
+    and its colours at (re)initialisation, for its presence."""
 
     target_id: int
     tracker: SingleTracker
     box: Box
     appearance: np.ndarray
+    colour: ColourReference
     score: float = 1.0
     state: TrackState = TrackState.TRACKING
     weak: int = 0
@@ -56,11 +63,14 @@ class Session:
         self.tracker = tracker
         self.cfg = track_cfg or tracker.cfg.track
         self.grounder = grounder
-        self._new_tracker = new_tracker or (lambda: SingleTracker(tracker.model, tracker.cfg, tracker.device))
+        self._new_tracker = new_tracker or (
+            lambda: SingleTracker(tracker.model, tracker.cfg, tracker.device, network=tracker.network)
+        )
         self.state = TrackState.IDLE
         self.target_id: int | None = None
         self.query: str | None = None
-        self.targets: list[_Target] = []
+        self.targets: list[_Target] = []  # grounding mode's
+        self.box_targets: list[Target] = []  # box mode's, primary first
         self._next_id = 1
         self._weak = 0
         self._strong = 0
@@ -68,16 +78,29 @@ class Session:
         self._since_check = 0
 
     def start(self, frame: Frame, box: Box) -> SessionResult:
-        """Follow the target in ``box`` (frame pixels) from this frame on; the result reports the box as given."""
+        """Follow the target in ``box`` (frame pixels) from this frame on, and no other; the result reports the box
+        as given."""
         begin = time.perf_counter()
-        self.tracker.init(frame.image, box)
         self.query = None
         self.targets = []
-        self.state = TrackState.TRACKING
-        self.target_id = self._next_id
-        self._next_id += 1
-        self._weak = self._strong = 0
-        return self._result(frame, self.tracker.state, 1.0, begin)
+        self.box_targets = []
+        self._add_box_target(frame, box, self.tracker)
+        return self._box_result(frame, begin)
+
+    def add_target(self, frame: Frame, box: Box) -> SessionResult:
+        """Follow one more target, in ``box``, beside those already followed (idle: the same as ``start``)."""
+        if self.query is not None:
+            raise InputError("a box adds a target to box tracking; clear the text query first, or drag without shift")
+        if not self.box_targets:
+            return self.start(frame, box)
+        if len(self.box_targets) >= self.cfg.max_targets:
+            raise InputError(
+                f"already following {self.cfg.max_targets} targets, the most at once "
+                "(TRACK.MAX_TARGETS); drag without shift to start over"
+            )
+        begin = time.perf_counter()
+        self._add_box_target(frame, box, self._new_tracker())
+        return self._box_result(frame, begin)
 
     def step(self, frame: Frame) -> SessionResult:
         begin = time.perf_counter()
@@ -85,16 +108,33 @@ class Session:
             return self._result(frame, None, 0.0, begin)
         if self.query is not None:
             return self._step_grounding(frame, begin)
-        result = self.tracker.update(frame.image)
-        self.state = self._next_state(result.score)
-        return self._result(frame, result.box, result.score, begin)
+        update_targets(self.box_targets, frame.image)
+        return self._box_result(frame, begin)
 
     def reset(self) -> None:
         self.state = TrackState.IDLE
         self.target_id = None
         self.query = None
         self.targets = []
+        self.box_targets = []
         self._weak = self._strong = 0
+
+    # --------------------------------------------------------------------------------------------------------
+    # Box mode
+
+    def _add_box_target(self, frame: Frame, box: Box, tracker: SingleTracker) -> None:
+        target = Target(tracker, self._next_id, self.cfg)
+        target.init(frame.image, box)  # validates the box first: a bad one adds nothing
+        self._next_id += 1
+        self.box_targets.append(target)
+
+    def _box_result(self, frame: Frame, begin: float) -> SessionResult:
+        primary = self.box_targets[0]
+        self.state, self.target_id = primary.state, primary.target_id
+        targets = tuple(TargetResult(t.target_id, t.box, t.score, t.state, t.last_seen) for t in self.box_targets)
+        return dataclasses.replace(
+            self._result(frame, primary.box, primary.score, begin), targets=targets, last_seen=primary.last_seen
+        )
 
     # --------------------------------------------------------------------------------------------------------
     # Grounding mode
@@ -162,16 +202,25 @@ class Session:
     def _add_target(self, frame: Frame, box: Box, appearance: np.ndarray) -> _Target:
         tracker = self.tracker if not self.targets else self._new_tracker()
         tracker.init(frame.image, box)
-        target = _Target(self._next_id, tracker, box, appearance)
+        target = _Target(
+            self._next_id,
+            tracker,
+            box,
+            appearance,
+            ColourReference(to_bgr_uint8(frame.image), box, self.cfg.presence.colour_update),
+        )
         self._next_id += 1
         self.targets.append(target)
         return target
 
     def _update_targets(self, frame: Frame) -> _Target:
         """Every target's box tracker steps into this frame; secondary targets lost for long are dropped."""
-        for target in self.targets:
-            result = target.tracker.update(frame.image)
-            target.box, target.score = result.box, result.score
+        image = to_bgr_uint8(frame.image)
+        for target, result in zip(self.targets, update_together([t.tracker for t in self.targets], image), strict=True):
+            colour = target.colour.similarity(image, result.box)
+            target.box, target.score = result.box, presence(result.score, colour, self.cfg.presence)
+            if target.score >= self.cfg.recover_score:
+                target.colour.update(image, result.box)
             target.weak = target.weak + 1 if result.score < self.cfg.lost_score else 0
             target.state = TrackState.LOST if target.weak >= self.cfg.lost_frames else TrackState.TRACKING
         self.targets = [self.targets[0]] + [t for t in self.targets[1:] if t.state is not TrackState.LOST]
@@ -224,6 +273,7 @@ class Session:
 
     def _retarget(self, frame: Frame, target: _Target, box: Box) -> None:
         target.tracker.init(frame.image, box)
+        target.colour = ColourReference(to_bgr_uint8(frame.image), box, self.cfg.presence.colour_update)
         target.box, target.score, target.weak, target.state = box, 1.0, 0, TrackState.TRACKING
         if target is self.targets[0] and self.state is TrackState.LOST:
             self.state = TrackState.RECOVERED
@@ -232,13 +282,18 @@ class Session:
     def _grounding_result(
         self, frame: Frame, box: Box | None, score: float, begin: float, grounding: GroundingResult | None
     ) -> SessionResult:
-        targets = tuple(TargetResult(t.target_id, t.box, t.score, t.state) for t in self.targets)
+        targets = tuple(
+            TargetResult(t.target_id, None if t.state is TrackState.LOST else t.box, t.score, t.state, t.box)
+            for t in self.targets
+        )
+        lost = self.state is TrackState.LOST
         return dataclasses.replace(
-            self._result(frame, box, score, begin),
+            self._result(frame, None if lost else box, score, begin),
             target_id=self.targets[0].target_id if self.targets else None,
             query=self.query,
             targets=targets,
             grounding=grounding,
+            last_seen=box if self.targets else None,
         )
 
     def _next_state(self, score: float) -> TrackState:

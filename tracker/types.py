@@ -77,12 +77,17 @@ class TrackResult:
     """The tracker's answer for one frame.
 
     ``box`` is in frame pixels; ``score`` is the peak of the raw score map (0..1, the network's confidence that the
-    target centre is in the search region); ``elapsed_ms`` is the wall time of the whole tracker step.
+    target centre is in the search region); ``elapsed_ms`` is the wall time of the whole tracker step. ``lost``:
+    the tracker reports the target absent from this frame (a ``tracker.target.Target`` in state LOST); ``box`` is
+    then only the tracker's guess, where its own step went: the session and the results files report no box, and
+    benchmarks of leaving and returning count the frame as "no box"; the evaluator's AUC, which needs a box on
+    every frame, scores the guess.
     """
 
     box: Box
     score: float
     elapsed_ms: float
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,24 +111,27 @@ class GroundingResult:
 
 @dataclass(frozen=True)
 class TargetResult:
-    """One followed target of a grounding session (a query can match several): its identity, box in frame
-    pixels, the box tracker's score and its own state."""
+    """One followed target of a session (several boxes, or several matches of a query): its identity, box in
+    frame pixels (None while it is lost), the box tracker's score, its own state, and ``last_seen``, the last box
+    it was tracked at (the same as ``box`` unless lost)."""
 
     target_id: int
-    box: Box
+    box: Box | None
     score: float
     state: TrackState
+    last_seen: Box | None = None
 
 
 @dataclass(frozen=True)
 class SessionResult:
     """What the session reports for one frame, for every sink (window, renderer, recorder).
 
-    ``box`` is the current estimate in frame pixels (kept at the last estimate while lost; None when idle);
-    ``score`` is the tracker's confidence for this frame; ``elapsed_ms`` the time the session spent on it.
-    In grounding mode ``box``/``target_id`` are the primary target (while grounding: the best candidate and the
-    presence as ``score``), ``targets`` every followed target, and ``grounding`` the grounder's answer on the
-    frames where it ran.
+    ``box`` is the current estimate in frame pixels (None when idle, and while the target is lost: there is no
+    measurement; ``last_seen`` then keeps where it was last tracked); ``score`` is the tracker's confidence for
+    this frame; ``elapsed_ms`` the time the session spent on it. ``box``/``target_id``/``state`` are the primary
+    target's (the first; while grounding: the best candidate and the presence as ``score``), ``targets`` every
+    followed target (box-started or matched by a query), and ``grounding`` the grounder's answer on the frames
+    where it ran.
     """
 
     frame_index: int
@@ -136,3 +144,4 @@ class SessionResult:
     query: str | None = None
     targets: tuple[TargetResult, ...] = ()
     grounding: GroundingResult | None = None
+    last_seen: Box | None = None

@@ -219,11 +219,47 @@ class ScaleFilterConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    """How the tracker's score becomes the probability that the target is in the picture (ours; ``tracker.presence``):
+    ``sigmoid(score_weight * peak + colour_weight * colour + bias)``, where ``peak`` is the score map's peak and
+    ``colour`` the similarity (0..1) of the box's colours to the target's: at init, or their running average over
+    confident steps (presence at least ``TRACK.RECOVER_SCORE``), which moves ``colour_update`` of the way to each
+    (0: the colours at init only). Fitted per model by ``benchmarks/calibrate_presence.py`` on training footage; the
+    defaults are the bundled model's.
+    """
+
+    score_weight: float = 9.567
+    colour_weight: float = 9.062
+    bias: float = -10.24
+    colour_update: float = 0.05
+
+
+@dataclass(frozen=True)
+class RedetectConfig:
+    """Re-detection while a target is lost (ours): the tracker stops following its last box and scores crops that
+    tile the whole frame, at the target's last size, against the stored template.
+
+    ``enabled``: search the frame while lost (off: the box stays where the target was lost, as OSTrack does).
+    ``batch``: crops scored per lost frame in one batched forward (static): one around the candidate under
+    watch (or the last box), the rest the next tiles in turn; the lost step costs about this many normal steps.
+    ``tile_step``: the distance between neighbouring tiles as a share of a crop's side (below 1: they overlap).
+    A crop whose peak reaches ``TRACK.RECOVER_SCORE`` becomes the candidate under watch; the target is found
+    again when the candidate holds that score for ``TRACK.RECOVER_FRAMES`` frames in a row.
+    """
+
+    enabled: bool = True
+    batch: int = 2
+    tile_step: float = 0.5
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     """Session behaviour (ours): when a target counts as lost and when it is recovered.
 
-    ``lost_score``: a step whose score is below this is weak; ``lost_frames`` weak steps in a row mean lost.
-    ``recover_score``: a lost target whose score reaches this for ``recover_frames`` steps is recovered.
+    The score these thresholds apply to is the target's presence, the calibrated probability that it is in the
+    picture (``presence``, ``tracker.presence``), not the raw score-map peak.
+    ``lost_score``: a step whose presence is below this is weak; ``lost_frames`` weak steps in a row mean lost.
+    ``recover_score``: a lost target whose presence reaches this for ``recover_frames`` steps is recovered.
     ``trail_length``: how many past centres the renderer draws.
     ``size_update``: the share of each step's predicted size that the tracked box takes (the rest stays from the
     previous box). 1.0 is OSTrack's own update, the size as predicted; a small model trained from scratch has a
@@ -237,18 +273,24 @@ class TrackConfig:
     ``flip_average``: each step also runs the mirrored template and search and averages the two outputs (mirrored
     back); twice the network cost.
     ``scale_filter``: an online scale filter that sets part or all of each step's size (off by default).
+    ``max_targets``: how many box-started targets one session follows at once (all step in one batched forward).
+    ``presence``: the calibration of the score (``PresenceConfig``); ``redetect``: the search for a lost target
+    (``RedetectConfig``).
     """
 
-    lost_score: float = 0.25
-    lost_frames: int = 5
-    recover_score: float = 0.4
-    recover_frames: int = 2
+    lost_score: float = 0.4
+    lost_frames: int = 2
+    recover_score: float = 0.6
+    recover_frames: int = 3
     trail_length: int = 24
     size_update: float = 1.0
     clip_margin: int = 10
     scale_penalty: float = 0.0
     flip_average: bool = False
     scale_filter: ScaleFilterConfig = field(default_factory=ScaleFilterConfig)
+    max_targets: int = 8
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    redetect: RedetectConfig = field(default_factory=RedetectConfig)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,16 @@ def _validate_test_and_track(cfg: Config, fail: Fail) -> None:
     if track.clip_margin < 1:
         fail(f"TRACK.CLIP_MARGIN must be 1 pixel or more, got {track.clip_margin}")
     _validate_scale_filter(track.scale_filter, fail)
+    if not 0 <= track.presence.colour_update <= 1:
+        fail(f"TRACK.PRESENCE.COLOUR_UPDATE must be from 0 (colours at init only) to 1, got "
+             f"{track.presence.colour_update}")
+    if track.max_targets < 1:
+        fail(f"TRACK.MAX_TARGETS must be at least 1, got {track.max_targets}")
+    if track.redetect.batch < 1:
+        fail(f"TRACK.REDETECT.BATCH must be at least 1 crop, got {track.redetect.batch}")
+    if not (math.isfinite(track.redetect.tile_step) and 0 < track.redetect.tile_step <= 1):
+        fail(f"TRACK.REDETECT.TILE_STEP must be above 0 and at most 1 (a share of the crop side), got "
+             f"{track.redetect.tile_step}")
 
 
 def _validate_scale_filter(sf: ScaleFilterConfig, fail: Fail) -> None:

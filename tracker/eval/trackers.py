@@ -21,6 +21,7 @@ import numpy as np
 from tracker.build import build_tracker, default_weights
 from tracker.errors import CheckpointError, InputError
 from tracker.eval.baselines import BASELINES, PEERS_DIR, baseline_available, build_baseline
+from tracker.target import Target
 from tracker.types import Box, TrackResult
 
 SPEC_KEYS = ("config", "weights", "name", "device", "backend", "precision")
@@ -57,7 +58,8 @@ def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
     """A ``TrackerSpec`` from ``bundled[,key=value...]`` or ``config=...,weights=...[,key=value...]``.
 
     Keys: ``name``, ``device``, and ``backend`` / ``precision`` (as ``build_tracker`` takes them), so the same
-    weights can be scored through each inference path in one run.
+    weights can be scored through each inference path in one run. The tracker runs as the app runs it, a
+    ``tracker.target.Target``: lost and found again by its config's ``TRACK`` settings (re-detection included).
     """
     parts = [p.strip() for p in SPEC_SEPARATOR.split(text) if p.strip()]
     bundled = bool(parts) and parts[0] == "bundled"
@@ -75,7 +77,10 @@ def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
     backend, precision = fields.get("backend", "auto"), fields.get("precision", "auto")
     name = fields.get("name") or _default_name(bundled, config, weights, backend, precision)
     return TrackerSpec(
-        name, lambda: build_tracker(config, weights, device, backend=backend, precision=precision, overrides=overrides)
+        name,
+        lambda: Target(
+            build_tracker(config, weights, device, backend=backend, precision=precision, overrides=overrides)
+        ),
     )
 
 
