@@ -19,20 +19,26 @@ EXAMPLES = """\
 examples:
   track a video without a window, starting from a box, and save the boxes:
     python main.py --no-gui --source clip.mp4 --init-box 120,80,60,90 --save-results boxes.txt
+  follow two targets (one --init-box each), saved as MOTChallenge-style lines:
+    python main.py --no-gui --source clip.mp4 --init-box 120,80,60,90 --init-box 300,95,40,80 --save-results mot.txt
   the same on a folder of frames with JSON lines and an annotated video, first 500 frames:
     python main.py --no-gui --source frames/ --init-box 120,80,60,90 \\
         --save-results boxes.jsonl --save-video tracked.mp4 --max-frames 500
-  open the window on the default webcam (draw a box with the mouse to start):
+  open the window on the default webcam (draw a box with the mouse to start; Shift+drag adds another target):
     python main.py
   a network camera with an official OSTrack checkpoint on the GPU:
     python main.py --source rtsp://camera.local/stream --weights weights/OSTrack_ep0300.pth.tar --device cuda
 
 results files:
-  .txt (or any name not ending in .jsonl): one "x,y,w,h" line per frame read, in frame pixels; the first line
-  is the initial box. Frames with no target (in the window: before a box is drawn or after a reset) are
-  written "nan,nan,nan,nan", so line n is always frame n.
-  .jsonl: one {"frame", "time", "box", "score", "state", "id", "query"} object per frame read; "time" is
-  seconds since the first frame, "box" is [x, y, w, h] or null.
+  .txt (or any name not ending in .jsonl), one target: one "x,y,w,h" line per frame read, in frame pixels; the
+  first line is the initial box. Frames with no box (in the window: before a box is drawn or after a reset; or
+  while the target is lost) are written "nan,nan,nan,nan", so line n is always frame n.
+  .txt, several targets (several --init-box, or several followed when recording starts): MOTChallenge-style
+  "frame,id,x,y,w,h,score" lines, one per target per frame, frames counted from 1; a lost target's x,y,w,h
+  are nan. The layout is chosen on the first frame: targets added later go to .jsonl files only.
+  .jsonl: one {"frame", "time", "box", "score", "state", "id", "query"} object per target per frame read
+  (one per frame with one target); "frame" counts from 0, "time" is seconds since the first frame, "box" is
+  [x, y, w, h], or null while idle or while that target is lost ("state": "lost").
 
 exit codes: 0 done, 1 unexpected failure (run with --debug), 2 bad input, model or output, or no window can open
 (the message says why), 130 stopped by Ctrl-C, 143 stopped by SIGTERM (results and video are complete up to the
@@ -56,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--init-box",
+        action="append",
         metavar="X,Y,W,H",
         help="the target on the first frame: top-left x, y, width, height in frame pixels, e.g. 120,80,60,90 "
-        "(required with --no-gui; in the window you can draw it instead)",
+        "(required with --no-gui unless --query; in the window you can draw it instead). Give it again for each "
+        "further target to follow; ids count from 1 in the order given",
     )
     add("--no-gui", action="store_true", help="run without a window: track, record, print a summary, exit")
     add(
@@ -131,9 +139,11 @@ def _attach_box_values(argv: list[str]) -> list[str]:
 
 def options_from_args(args: argparse.Namespace) -> AppOptions:
     """Validate the flags that need more than argparse gives, with one-line errors."""
+    boxes = [parse_box(text) for text in args.init_box or ()]
     return AppOptions(
         source=args.source,
-        init_box=parse_box(args.init_box) if args.init_box is not None else None,
+        init_box=boxes[0] if boxes else None,
+        more_boxes=tuple(boxes[1:]),
         config=args.config,
         weights=args.weights,
         device=_parse_device(args.device),

@@ -24,7 +24,7 @@ from app.arguments import options_from_args, parse_args
 from app.frame_source import FrameSource, SourceStats
 from app.options import AppOptions, build_session
 from app.record import Recorder, check_output_path, check_outputs_apart, check_video_path
-from app.render import Trail, draw_result, info_line
+from app.render import Trails, draw_result, info_line
 from app.sources import open_source
 from app.window_check import window_problem
 from tracker.errors import InputError, TrackerError, first_line
@@ -135,7 +135,13 @@ def run_headless(options: AppOptions) -> int:
             session = build_session(options)
             if session.tracker.network.note:
                 print(f"note: {session.tracker.network.note}", file=sys.stderr)
-            recorder = Recorder(options.save_results, options.save_video, source.nominal_fps or 30.0)
+            recorder = Recorder(
+                options.save_results,
+                options.save_video,
+                source.nominal_fps or 30.0,
+                multi=len(options.init_boxes) > 1,
+                note=lambda text: print(f"note: {text}", file=sys.stderr),
+            )
             stop.tracking = True  # from here a signal finishes the current frame, then the loop stops
             track_source(source, session, recorder, options, stop=stop, progress=progress)
     finally:
@@ -163,7 +169,7 @@ def track_source(
     progress: RunProgress | None = None,
     on_result: Callable[[Frame, SessionResult], None] | None = None,
 ) -> RunProgress:
-    """The headless loop: start ``source``, init on its first frame with ``options.init_box``, step every
+    """The headless loop: start ``source``, init on its first frame with ``options.init_boxes``, step every
     frame after it and record each result (and the annotated frame when ``options.save_video``), until the
     source ends, ``options.max_frames`` frames were read, or ``stop.signum`` is set. ``on_result``
     (benchmarks) sees every frame and its result after it was recorded."""
@@ -174,19 +180,13 @@ def track_source(
     if first is None:
         return progress
     progress.started = time.perf_counter()  # the summary's time is tracking time, not model loading
-    trail = Trail(session.cfg.trail_length) if options.save_video else None
+    trail = Trails(session.cfg.trail_length) if options.save_video else None
     total = source.frame_count
     if options.max_frames is not None and total is not None:
         total = min(total, options.max_frames)
     # disable=None: the bar shows on a terminal and stays out of logs and pipes.
     with tqdm(total=total, unit="frame", file=sys.stderr, disable=None, dynamic_ncols=True) as bar:
         result = _begin(session, first, options)
-        if options.init_box is not None and result.box != options.init_box:
-            print(
-                f"warning: --init-box {_box_text(options.init_box)} is larger than the {first.image.shape[1]}x"
-                f"{first.image.shape[0]} frame; following the part inside it, {_box_text(result.box)}",
-                file=sys.stderr,
-            )
         _record(recorder, first, result, trail, source, progress, on_result)
         bar.update(1)
         while not stop.signum and (options.max_frames is None or progress.frames < options.max_frames):
@@ -203,11 +203,33 @@ def track_source(
 
 
 def _begin(session: Session, first: Frame, options: AppOptions) -> SessionResult:
-    """The first frame's result: tracking from ``--init-box``, else looking for ``--query`` (no box given)."""
-    if options.init_box is not None:
-        return session.start(first, options.init_box)
-    session.set_query(options.query)
-    return session.step(first)
+    """The first frame's result: tracking from every ``--init-box`` (the first starts the session, each further one
+    is added as a target), else looking for ``--query`` (no box given)."""
+    if options.init_box is None:
+        session.set_query(options.query)
+        return session.step(first)
+    result = session.start(first, options.init_box)
+    _warn_if_clipped(options.init_box, result.box, first)
+    for box in options.more_boxes:
+        known = {t.target_id for t in result.targets}
+        try:
+            result = session.add_target(first, box)
+        except InputError as err:
+            raise InputError(f"--init-box {_box_text(box)}: {first_line(err)}") from None
+        added = [t for t in result.targets if t.target_id not in known]
+        _warn_if_clipped(box, added[-1].box if added else box, first)
+    return result
+
+
+def _warn_if_clipped(given: Box, followed: Box | None, first: Frame) -> None:
+    """The session follows the part of a box inside the frame: say so when that is not the box given."""
+    if followed is None or followed == given:
+        return
+    print(
+        f"warning: --init-box {_box_text(given)} is larger than the {first.image.shape[1]}x{first.image.shape[0]} "
+        f"frame; following the part inside it, {_box_text(followed)}",
+        file=sys.stderr,
+    )
 
 
 def _first_frame(source: FrameSource, stop: _StopRequest) -> Frame | None:
@@ -227,7 +249,7 @@ def _record(
     recorder: Recorder,
     frame: Frame,
     result: SessionResult,
-    trail: Trail | None,
+    trail: Trails | None,
     source: FrameSource,
     progress: RunProgress,
     on_result: Callable[[Frame, SessionResult], None] | None,

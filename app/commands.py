@@ -24,14 +24,16 @@ class RecordTarget:
 
 @dataclass(frozen=True)
 class OpenSource:
-    """Replace the current source. ``init_box`` (frame pixels) starts tracking on its first frame; ``record``
-    starts recording from its first frame; ``max_frames`` ends the source after that many frames. Opening a
-    source ends any recording of the previous one."""
+    """Replace the current source. ``init_box`` (frame pixels) starts tracking on its first frame, and each of
+    ``more_boxes`` is added there as a further target; ``record`` starts recording from its first frame;
+    ``max_frames`` ends the source after that many frames. Opening a source ends any recording of the previous
+    one."""
 
     spec: str
     init_box: Box | None = None
     record: RecordTarget | None = None
     max_frames: int | None = None
+    more_boxes: tuple[Box, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,15 @@ class ReleaseFrames:
 class SetTarget:
     """Follow the object in ``box`` (frame pixels of ``frame``) from ``frame`` on, then catch up through the frames
     after it; without ``frame``, from the newest frame. Ends a hold."""
+
+    box: Box
+    frame: Frame | None = None
+
+
+@dataclass(frozen=True)
+class AddTarget:
+    """Follow the object in ``box`` (frame pixels of ``frame``) as one more target, beside those followed already
+    (a Shift+drag); with nothing followed yet it is the same as ``SetTarget``. Ends a hold."""
 
     box: Box
     frame: Frame | None = None
@@ -89,6 +100,7 @@ Command = (
     | HoldFrames
     | ReleaseFrames
     | SetTarget
+    | AddTarget
     | ResetTarget
     | SetPaused
     | StepOnce

@@ -30,6 +30,7 @@ VIDEO_FILTER = "Videos and images (*.mp4 *.avi *.mov *.mkv *.m4v *.webm *.mpg *.
 RESULTS_FILTER = "Results text (*.txt);;Results JSON lines (*.jsonl)"
 SHORTCUTS = (
     "Drag on the video: choose the target (drag again to re-target)",
+    "Shift+drag: follow one more target (each has its own id and colour)",
     "Space: pause / resume",
     "S or Right: one frame forward",
     "R: reset tracking        Esc: cancel drag / stop tracking",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from app.commands import RecordTarget
 from app.record import Recorder
-from app.render import Trail, draw_result
+from app.render import Trails, draw_result
 from tracker.types import Frame, SessionResult
 
 RECORD_DELAY_FRAMES = 8  # how far the display may lag the worker and a drawn box still rewrite the results
@@ -89,8 +89,8 @@ class Recording:
     """Results and annotated video from frame ``first_index`` on, each frame written once, in order: a frame
     tracked again after it was written (a box drawn on an older picture) changes the display, not the files.
 
-    ``info`` gives the line drawn at the top of a recorded video frame. Raises ``RecordingError`` when a path cannot
-    be written."""
+    ``info`` gives the line drawn at the top of a recorded video frame; ``notice`` is told when a one-target results
+    text file leaves out targets added later. Raises ``RecordingError`` when a path cannot be written."""
 
     def __init__(
         self,
@@ -99,10 +99,11 @@ class Recording:
         trail_length: int,
         first_index: int,
         info: Callable[[Tracked], str],
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.target = target
-        self._recorder = Recorder(target.results, target.video, fps=fps)
-        self._trail = Trail(trail_length)
+        self._recorder = Recorder(target.results, target.video, fps=fps, note=notice)
+        self._trail = Trails(trail_length)
         self._info = info
         self._last_written = first_index - 1
 
@@ -137,13 +138,19 @@ class TrackLog:
     """The recent tracked frames and the recording they go to once final.
 
     ``info`` gives a recorded video frame's info line; ``stopped`` is told why when writing fails and the
-    recording stops on its own (tracking goes on)."""
+    recording stops on its own (tracking goes on); ``notice`` hears what the recording has to say meanwhile."""
 
-    def __init__(self, info: Callable[[Tracked], str], stopped: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        info: Callable[[Tracked], str],
+        stopped: Callable[[str], None],
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.recent = RecentFrames()
         self._recording: Recording | None = None
         self._info = info
         self._stopped = stopped
+        self._notice = notice
 
     def add(self, tracked: Tracked) -> None:
         final = self.recent.add(tracked)
@@ -159,7 +166,7 @@ class TrackLog:
         """Record from the newest frame on; returns where to. ``RecordingError`` when a path cannot be written."""
         newest = self.recent.newest
         first = newest.frame.index if newest is not None else 0
-        self._recording = Recording(target, fps, trail_length, first, self._info)
+        self._recording = Recording(target, fps, trail_length, first, self._info, self._notice)
         return self._recording.describe()
 
     def stop(self) -> str | None:

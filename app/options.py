@@ -13,7 +13,8 @@ from tracker.types import Box
 @dataclass(frozen=True)
 class AppOptions:
     source: str | None = None
-    init_box: Box | None = None
+    init_box: Box | None = None  # the first --init-box: starts the session
+    more_boxes: tuple[Box, ...] = ()  # any further --init-box, each added as one more target on the first frame
     config: str | None = None
     weights: str | None = None
     device: str = "auto"
@@ -24,6 +25,11 @@ class AppOptions:
     max_frames: int | None = None
     query: str | None = None
     debug: bool = False
+
+    @property
+    def init_boxes(self) -> tuple[Box, ...]:
+        """Every --init-box, in the order given."""
+        return (self.init_box, *self.more_boxes) if self.init_box is not None else ()
 
 
 def build_session(options: AppOptions) -> Session:

@@ -1,12 +1,22 @@
 """Result and video writers: every recorded frame is on disk before the next one is tracked.
 
-Formats (one record per frame the session processed, in order):
+Formats (one record per frame the session processed, in order; a lost target has no box, the session reports
+only where it was last seen):
 
-- results text (``.txt`` or any suffix but ``.jsonl``): one ``x,y,w,h`` line in frame pixels, the layout
-  tracker toolkits read; the first line is the initial box. A frame with no target (before a box is drawn, or
-  after a reset in the window) is written ``nan,nan,nan,nan`` so line *n* is always frame *n*;
-- results JSON lines (``.jsonl``): ``{"frame", "time", "box", "score", "state", "id", "query"}`` where
-  ``time`` is seconds since the first recorded frame and ``box`` is ``[x, y, w, h]`` or ``null``;
+- results text (``.txt`` or any suffix but ``.jsonl``), one target: one ``x,y,w,h`` line in frame pixels, the
+  layout tracker toolkits read; the first line is the initial box. A frame with no box (before a box is drawn,
+  after a reset in the window, or while the target is lost) is written ``nan,nan,nan,nan`` so line *n* is always
+  frame *n*;
+- results text, several targets: MOTChallenge-style ``frame,id,x,y,w,h,score`` lines, one per target per frame,
+  where ``frame`` counts from 1 (MOTChallenge's convention: the JSON-lines ``frame`` plus one) and a lost target
+  has ``nan`` for x, y, w and h; a frame with no target followed has no line. The layout is chosen on the first
+  frame written and kept for the whole file: several targets then (or ``multi=True``) give this one. A file begun
+  with one target keeps following only the primary target when more are added later, and says so once
+  (``note``);
+- results JSON lines (``.jsonl``): ``{"frame", "time", "box", "score", "state", "id", "query"}`` per target per
+  frame (one line per frame with one target or none), where ``frame`` is the source's frame index from 0,
+  ``time`` is seconds since the first recorded frame and ``box`` is ``[x, y, w, h]``, or ``null`` when there is
+  none (idle, or that target is lost: ``"state": "lost"``);
 - video (``.mp4``/``.m4v``/``.mov`` with mp4v, ``.avi`` with MJPG): the annotated frames, sized like the
   first one.
 
@@ -23,14 +33,16 @@ import math
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import cv2
 import numpy as np
 
+from app.targets import followed
 from tracker.errors import TrackerError
-from tracker.types import Box, SessionResult
+from tracker.types import Box, SessionResult, TargetResult
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 DEFAULT_VIDEO_FPS = 30.0
@@ -44,9 +56,20 @@ class RecordingError(TrackerError):
 
 
 class Recorder:
-    """Writes results (text or JSON lines) and/or an annotated video; either path may be None."""
+    """Writes results (text or JSON lines) and/or an annotated video; either path may be None.
 
-    def __init__(self, results_path: Path | None, video_path: Path | None, fps: float = DEFAULT_VIDEO_FPS) -> None:
+    ``multi``: a results text file gets the several-targets layout even if the first frame has one target;
+    ``note`` is told, once, when a one-target text file leaves out targets added later."""
+
+    def __init__(
+        self,
+        results_path: Path | None,
+        video_path: Path | None,
+        fps: float = DEFAULT_VIDEO_FPS,
+        *,
+        multi: bool = False,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
         self.results_path = Path(results_path) if results_path is not None else None
         self.video_path = Path(video_path) if video_path is not None else None
         self.fps = fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_VIDEO_FPS
@@ -58,6 +81,9 @@ class Recorder:
         self._lock = threading.RLock()
         self._jsonl = self.results_path is not None and self.results_path.suffix.lower() == ".jsonl"
         self._first_time: float | None = None
+        self._multi: bool | None = True if multi else None  # the text layout; None until the first frame
+        self._note = note
+        self._noted = False
         self._video: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] | None = None
         self._video_failed = False
@@ -110,27 +136,44 @@ class Recorder:
     def _write_results(self, result: SessionResult) -> None:
         if self._first_time is None:
             self._first_time = result.timestamp
-        line = self._json_line(result) if self._jsonl else text_line(result.box)
+        text = "".join(line + "\n" for line in self._lines(result))
         try:
-            self._results_file.write(line + "\n")
-            self._results_file.flush()  # one frame at a time: a crash loses nothing already tracked
+            if text:
+                self._results_file.write(text)  # a frame's lines in one write: a frame is on disk whole or not
+                self._results_file.flush()  # one frame at a time: a crash loses nothing already tracked
         except OSError as err:
             self._stop_results(err)
             return
         self.results_written += 1
 
-    def _json_line(self, result: SessionResult) -> str:
-        box = result.box if result.box is not None and result.box.is_finite() else None
-        record = {
+    def _lines(self, result: SessionResult) -> list[str]:
+        if self._jsonl:
+            return self._json_lines(result)
+        if self._multi is None:
+            self._multi = len(result.targets) > 1
+        if self._multi:
+            return mot_lines(result)
+        if len(result.targets) > 1:
+            self._say_primary_only(result)
+        return [text_line(result.box)]
+
+    def _json_lines(self, result: SessionResult) -> list[str]:
+        base = {
             "frame": result.frame_index,
             "time": round(result.timestamp - (self._first_time or result.timestamp), 6),
-            "box": None if box is None else [round(v, BOX_DECIMALS) for v in box.as_list()],
-            "score": round(result.score, SCORE_DECIMALS) if math.isfinite(result.score) else None,
-            "state": result.state.value,
-            "id": result.target_id,
-            "query": result.query,
         }
-        return json.dumps(record, allow_nan=False)
+        if not result.targets:
+            return [_json_record(base, result.box, result.score, result.state.value, result.target_id, result.query)]
+        return [_json_record(base, t.box, t.score, t.state.value, t.target_id, result.query) for t in result.targets]
+
+    def _say_primary_only(self, result: SessionResult) -> None:
+        if self._noted or self._note is None:
+            return
+        self._noted = True
+        self._note(
+            f"{self.results_path} began with one target and goes on with the first only (#{result.target_id}); "
+            "record again, or to .jsonl, to save every target"
+        )
 
     def _stop_results(self, err: OSError) -> None:
         file, self._results_file = self._results_file, None
@@ -191,6 +234,31 @@ def text_line(box: Box | None) -> str:
     return ",".join(_number(v) for v in box.as_list())
 
 
+def mot_lines(result: SessionResult) -> list[str]:
+    """``frame,id,x,y,w,h,score`` per followed target, frame counted from 1; ``nan`` for a lost target's box."""
+    return [_mot_line(result.frame_index + 1, target) for target in followed(result)]
+
+
+def _mot_line(frame: int, target: TargetResult) -> str:
+    score = _number(target.score, SCORE_DECIMALS) if math.isfinite(target.score) else "nan"
+    return f"{frame},{target.target_id},{text_line(target.box)},{score}"
+
+
+def _json_record(
+    base: dict[str, object], box: Box | None, score: float, state: str, target_id: int | None, query: str | None
+) -> str:
+    shown = box if box is not None and box.is_finite() else None
+    record = {
+        **base,
+        "box": None if shown is None else [round(v, BOX_DECIMALS) for v in shown.as_list()],
+        "score": round(score, SCORE_DECIMALS) if math.isfinite(score) else None,
+        "state": state,
+        "id": target_id,
+        "query": query,
+    }
+    return json.dumps(record, allow_nan=False)
+
+
 def check_output_path(path: Path, what: str) -> None:
     """Raise ``RecordingError`` (one line) unless a file can be created at ``path``; creates nothing."""
     path = Path(path)
@@ -245,8 +313,8 @@ def _open_text(path: Path) -> TextIO:
         raise RecordingError(f"cannot write results to {path}: {_os_reason(err)}; choose another path") from None
 
 
-def _number(value: float) -> str:
-    text = f"{value:.{BOX_DECIMALS}f}".rstrip("0").rstrip(".")
+def _number(value: float, decimals: int = BOX_DECIMALS) -> str:
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 

@@ -21,8 +21,8 @@ Say = Callable[[str], None]
 
 
 class SessionDriver:
-    """Drives ``session`` (a ``tracker.session.Session``, or anything with start/step/reset; None when the model did
-    not load) and tells the user through ``notice`` and ``failed`` what went wrong."""
+    """Drives ``session`` (a ``tracker.session.Session``, or anything with start/step/reset and perhaps add_target;
+    None when the model did not load) and tells the user through ``notice`` and ``failed`` what went wrong."""
 
     def __init__(
         self, session: Any | None, grounder_factory: Callable[[], Any] | None, notice: Say, failed: Say
@@ -61,6 +61,25 @@ class SessionDriver:
         except Exception as err:  # e.g. InputError for a box outside the frame
             self.session.reset()
             self._failed(f"cannot track that box: {first_line(err)}")
+            return idle_result(frame)
+
+    def add_target(self, frame: Frame, box: Box) -> SessionResult | None:
+        """Follow ``box`` as one more target from ``frame`` on. None when the session refuses it (too many
+        targets, a query session, a box outside the frame): the targets followed go on, and the user is told why."""
+        if self.session is None:
+            return None
+        add = getattr(self.session, "add_target", None)
+        if not callable(add):
+            self._failed("this tracker follows one target at a time; drag without Shift to re-target")
+            return None
+        try:
+            return add(frame, box)
+        except TrackerError as err:
+            self._failed(f"cannot add that target: {first_line(err)}")
+            return None
+        except Exception as err:  # a failure half-way may leave the session inconsistent: stop rather than guess
+            self.session.reset()
+            self._failed(f"cannot add that target, tracking stopped: {first_line(err)}")
             return idle_result(frame)
 
     def step(self, frame: Frame) -> SessionResult:

@@ -1,5 +1,6 @@
 """The status bar: one line of news for the user, and the figures of the frame on display (index, capture and
-tracking rates, latency, drops, score and the tracking state in its colour), plus the recording mark."""
+tracking rates, latency, drops, score and the primary target's state in its colour, and with several targets how
+many are in which state), plus the recording mark."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from PyQt6.QtWidgets import QLabel, QSizePolicy, QStatusBar, QWidget
 
 from app.commands import FrameUpdate
 from app.render import STATE_COLOURS
+from app.targets import summary
 from tracker.types import TrackState
 
 ERROR_STYLE = "color: #ff6b6b;"
@@ -29,6 +31,8 @@ class StatusBar(QStatusBar):
         self.dropped_label = _StatusField("dropped 000", self)
         self.score_label = _StatusField("score 0.00", self)
         self.state_label = _StatusField("RECOVERED", self)
+        self.targets_label = _StatusField("8 targets: 8 tracking", self)
+        self.targets_label.hide()
         self.record_label = QLabel("● REC", self)
         self.record_label.setStyleSheet("color: #ff4040; font-weight: bold; padding: 0 6px;")
         self.record_label.hide()
@@ -40,6 +44,7 @@ class StatusBar(QStatusBar):
             self.dropped_label,
             self.score_label,
             self.state_label,
+            self.targets_label,
             self.record_label,
         ):
             self.addPermanentWidget(label)
@@ -75,6 +80,9 @@ class StatusBar(QStatusBar):
         self.score_label.setText(f"score {result.score:.2f}" if tracked else "score –")
         self.state_label.setText(state.value.upper())
         self.state_label.setStyleSheet(_state_style(state))
+        targets = summary(result) if result is not None else ""
+        self.targets_label.setText(targets)
+        self.targets_label.setVisible(bool(targets))
 
     def _show_message(self, text: str, style: str) -> None:
         self.message_label.setStyleSheet(style)

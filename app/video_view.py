@@ -2,7 +2,8 @@
 
 Coordinates: the view shows the frame letterboxed inside the widget (``Viewport``); boxes leave the view in frame
 pixels, whatever the widget size. While a box is being dragged the picture holds still: frames handed to the view
-meanwhile wait, so the box is drawn on one frame, the one the window then starts tracking on.
+meanwhile wait, so the box is drawn on one frame, the one the window then starts tracking on. A drag with Shift held
+(at the press or at the release) adds a target instead of replacing them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from app.render import Trail, draw_result
+from app.render import TrailView, draw_result
 from tracker.types import Box, SessionResult
 
 MIN_BOX_PIXELS = 4.0  # a drag smaller than this (frame pixels) is a click, not a box
@@ -79,20 +80,30 @@ class Viewport:
 class _ScaledTrail:
     """A trail seen at display scale: ``draw_result`` only asks a trail for its segments."""
 
-    def __init__(self, trail: Trail, scale: float) -> None:
+    def __init__(self, trail: TrailView, scale: float) -> None:
         self._trail = trail
         self._scale = scale
 
-    def segments(self) -> list[list[tuple[int, int]]]:
+    def segments_for(self, target_id: int | None) -> list[list[tuple[int, int]]]:
         scale = self._scale
-        return [[(round(x * scale), round(y * scale)) for x, y in run] for run in self._trail.segments()]
+        return [[(round(x * scale), round(y * scale)) for x, y in run] for run in self._trail.segments_for(target_id)]
+
+
+def _scaled_box(box: Box | None, scale: float) -> Box | None:
+    return None if box is None else Box(box.x * scale, box.y * scale, box.w * scale, box.h * scale)
 
 
 def _scaled_result(result: SessionResult, scale: float) -> SessionResult:
-    if result.box is None:
-        return result
-    box = result.box
-    return dataclasses.replace(result, box=Box(box.x * scale, box.y * scale, box.w * scale, box.h * scale))
+    targets = tuple(
+        dataclasses.replace(t, box=_scaled_box(t.box, scale), last_seen=_scaled_box(t.last_seen, scale))
+        for t in result.targets
+    )
+    return dataclasses.replace(
+        result,
+        box=_scaled_box(result.box, scale),
+        last_seen=_scaled_box(result.last_seen, scale),
+        targets=targets,
+    )
 
 
 # -- the video view ------------------------------------------------------------------------------------------
@@ -102,10 +113,12 @@ class VideoView(QWidget):
     """Shows the newest frame with its overlays, letterboxed; a left-button drag draws a box.
 
     Pressing the button holds the picture (``drag_started``); ``box_drawn(Box)`` is emitted on release with the box
-    in frame pixels of the held frame, ``drag_cancelled`` when the drag ends without a box (a click, Esc, a resize).
+    in frame pixels of the held frame (``box_added(Box)`` instead when Shift was held), ``drag_cancelled`` when the
+    drag ends without a box (a click, Esc, a resize).
     """
 
     box_drawn = pyqtSignal(object)
+    box_added = pyqtSignal(object)
     drag_started = pyqtSignal()
     drag_cancelled = pyqtSignal()
 
@@ -117,18 +130,19 @@ class VideoView(QWidget):
         self.setMouseTracking(True)
         self._frame: np.ndarray | None = None  # BGR, frame pixels
         self._result: SessionResult | None = None
-        self._trail: Trail | None = None
+        self._trail: TrailView | None = None
         self._image: QImage | None = None  # the overlays drawn at display size
         self._pixels: np.ndarray | None = None  # keeps the QImage's memory alive
         self._drag_start: tuple[float, float] | None = None  # widget pixels
         self._drag_end: tuple[float, float] | None = None
-        self._waiting: tuple[np.ndarray, SessionResult, Trail | None] | None = None  # newer content while held
+        self._drag_adds = False  # Shift was held when the drag began
+        self._waiting: tuple[np.ndarray, SessionResult, TrailView | None] | None = None  # newer content while held
         self._placeholder = "No video"
         self._placeholder_is_error = False
 
     # -- content --
 
-    def show_frame(self, image_bgr: np.ndarray, result: SessionResult, trail: Trail | None) -> None:
+    def show_frame(self, image_bgr: np.ndarray, result: SessionResult, trail: TrailView | None) -> None:
         """Show this frame, or, while a box is being dragged, keep it until the drag ends."""
         if self.dragging:
             self._waiting = (image_bgr, result, trail)
@@ -197,7 +211,7 @@ class VideoView(QWidget):
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = cv2.resize(self._frame, (width, height), interpolation=interpolation)
         trail = _ScaledTrail(self._trail, scale) if self._trail is not None else None
-        canvas = draw_result(resized, _scaled_result(self._result, scale), trail)  # type: ignore[arg-type]
+        canvas = draw_result(resized, _scaled_result(self._result, scale), trail)
         self._pixels = np.ascontiguousarray(canvas)
         image = QImage(self._pixels.data, width, height, self._pixels.strides[0], QImage.Format.Format_BGR888)
         image.setDevicePixelRatio(ratio)
@@ -242,7 +256,8 @@ class VideoView(QWidget):
         painter.drawRect(band)
         box = self._band_box(viewport)
         painter.setPen(ACCENT)
-        painter.drawText(band.bottomLeft() + QPointF(2, 16), f"{box.w:.0f} × {box.h:.0f}")
+        added = "+ " if self._drag_adds else ""  # Shift: a further target, not a replacement
+        painter.drawText(band.bottomLeft() + QPointF(2, 16), f"{added}{box.w:.0f} × {box.h:.0f}")
 
     def _band_box(self, viewport: Viewport) -> Box:
         fx1, fy1 = viewport.to_frame(*self._drag_start)
@@ -259,6 +274,7 @@ class VideoView(QWidget):
             return
         self.setFocus()
         self._drag_start = self._drag_end = (point.x(), point.y())
+        self._drag_adds = _shift_held(event)
         self.update()
         self.drag_started.emit()
 
@@ -283,7 +299,12 @@ class VideoView(QWidget):
         if box.w < MIN_BOX_PIXELS or box.h < MIN_BOX_PIXELS:
             self.cancel_drag()
             return
+        adds = self._drag_adds or _shift_held(event)
         # The held picture stays until the answer for the box arrives: what waited is older than that.
         self._waiting = None
         self._end_drag()
-        self.box_drawn.emit(box)
+        (self.box_added if adds else self.box_drawn).emit(box)
+
+
+def _shift_held(event: QMouseEvent) -> bool:
+    return bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)

@@ -22,6 +22,7 @@ from PyQt6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QPalet
 from PyQt6.QtWidgets import QApplication, QLineEdit, QMainWindow
 
 from app.commands import (
+    AddTarget,
     Command,
     FrameUpdate,
     HoldFrames,
@@ -39,7 +40,7 @@ from app.commands import (
 )
 from app.controls import Controls
 from app.options import AppOptions, build_session
-from app.render import Trail
+from app.render import Trails
 from app.status_bar import StatusBar
 from app.video_view import VideoView
 from app.worker import GrounderFactory, SessionFactory, SourceFactory, TrackingWorker, default_source_factory
@@ -76,7 +77,7 @@ class MainWindow(QMainWindow):
         self._source: SourceInfo | None = None
         self._model_error: str | None = None
         self._model_note = ""  # how the model runs when that is not what was asked for (a backend fallback)
-        self._trail = Trail(TrackConfig().trail_length)
+        self._trail = Trails(TrackConfig().trail_length)
         self._held: Frame | None = None  # the frame on display when the user started drawing a box
         self._closed = False
 
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         self.view.set_placeholder("Open a video (Ctrl+O), a stream URL (Ctrl+U) or a camera (Ctrl+Shift+C)")
         self.view.drag_started.connect(self._hold_picture)
         self.view.box_drawn.connect(self._target_drawn)
+        self.view.box_added.connect(self._target_added)
         self.view.drag_cancelled.connect(self._release_picture)
         self.setCentralWidget(self.view)
         self.query_edit = QLineEdit(self)
@@ -113,16 +115,25 @@ class MainWindow(QMainWindow):
         init_box: Box | None = None,
         record: RecordTarget | None = None,
         max_frames: int | None = None,
+        more_boxes: tuple[Box, ...] = (),
     ) -> None:
-        """Play ``spec`` (file, image folder, camera index, URL); the worker opens it and reports back."""
+        """Play ``spec`` (file, image folder, camera index, URL); the worker opens it and reports back. ``init_box``
+        starts tracking on its first frame, where each of ``more_boxes`` is added as a further target."""
         self.show_notice(f"opening {spec}…")
-        self._send(OpenSource(spec, init_box, record, max_frames))
+        self._send(OpenSource(spec, init_box, record, max_frames, more_boxes))
 
     def set_target(self, box: Box, drawn_on: Frame | None = None) -> None:
         """Follow the object in ``box`` (frame pixels of ``drawn_on``, default the newest frame) from that frame
         on; also used to re-target."""
         self._send(SetTarget(box, drawn_on))
-        self.show_notice(f"target {box.w:.0f}×{box.h:.0f} at {box.x:.0f},{box.y:.0f}; drag again to re-target")
+        self.show_notice(
+            f"target {box.w:.0f}×{box.h:.0f} at {box.x:.0f},{box.y:.0f}; drag again to re-target, Shift+drag to add one"
+        )
+
+    def add_target(self, box: Box, drawn_on: Frame | None = None) -> None:
+        """Follow the object in ``box`` too, beside the targets followed already (each gets its own id)."""
+        self._send(AddTarget(box, drawn_on))
+        self.show_notice(f"target added: {box.w:.0f}×{box.h:.0f} at {box.x:.0f},{box.y:.0f}")
 
     def toggle_pause(self) -> None:
         self.set_paused(not self.paused)
@@ -196,6 +207,10 @@ class MainWindow(QMainWindow):
         held, self._held = self._held, None
         self.set_target(box, held)
 
+    def _target_added(self, box: Box) -> None:
+        held, self._held = self._held, None
+        self.add_target(box, held)
+
     def _release_picture(self) -> None:
         self._held = None
         self._send(ReleaseFrames())
@@ -242,7 +257,7 @@ class MainWindow(QMainWindow):
             self.show_notice(f"playing {info.description} ({kind}); drag a box around the object to follow{note}")
 
     def _on_session_ready(self, trail_length: int, note: str) -> None:
-        self._trail = Trail(trail_length)
+        self._trail = Trails(trail_length)
         self._model_note = note
         if note:
             self.show_notice(f"note: {note}")
@@ -333,7 +348,11 @@ def run_gui(options: AppOptions) -> int:
     if options.save_results is not None or options.save_video is not None:
         record = RecordTarget(options.save_results, options.save_video)
     window.open_source(
-        options.source or "webcam", init_box=options.init_box, record=record, max_frames=options.max_frames
+        options.source or "webcam",
+        init_box=options.init_box,
+        record=record,
+        max_frames=options.max_frames,
+        more_boxes=options.more_boxes,
     )
     if options.query:
         window.query_edit.setText(options.query)

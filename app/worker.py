@@ -1,8 +1,8 @@
 """The window's tracking worker: one thread that owns the frame source, the session and the recording.
 
 The GUI thread never runs inference. It sends the worker small command values (``app.commands``: a box was
-drawn, pause, step, reset, a query, open a source, start or stop recording) through a bounded queue, and the worker
-answers with Qt signals, which Qt delivers in the GUI thread:
+drawn or added, pause, step, reset, a query, open a source, start or stop recording) through a bounded queue, and
+the worker answers with Qt signals, which Qt delivers in the GUI thread:
 
 - ``frame_ready(FrameUpdate)``: the frame, its ``SessionResult`` and the figures for the status bar;
 - ``notice(str)`` / ``failed(str)``: one line for the user (information / something went wrong);
@@ -17,7 +17,9 @@ backlog of images, and the last frame of a file is always shown.
 Drawing on a moving picture: while the user drags a box the window holds its picture (``HoldFrames``) and the
 worker tracks nothing new. A file's frames keep arriving and are kept; a live source keeps only its newest frame
 itself. The box then starts tracking on the held picture, and the worker catches up through every frame it has
-after that one. Results are recorded a few frames late (``app.kept_frames``), so they follow the box too.
+after that one. Results are recorded a few frames late (``app.kept_frames``), so they follow the box too. A box
+added with Shift (``AddTarget``) joins the targets already followed on the newest frame they were tracked on
+instead, so none of them steps through a frame twice, and the frames kept meanwhile are caught up.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from app.commands import (
+    AddTarget,
     Command,
     FrameUpdate,
     HoldFrames,
@@ -106,8 +109,8 @@ class TrackingWorker(QObject):
         self._source_ended = False
         self._last_status = ""
         self._paused = False
-        self._init_box: Box | None = None
-        self._log = TrackLog(self._info_line, lambda why: self.recording_changed.emit(False, why))
+        self._init_boxes: tuple[Box, ...] = ()  # to start on the next frame: the first, then the others added
+        self._log = TrackLog(self._info_line, lambda why: self.recording_changed.emit(False, why), self.notice.emit)
         self._recent = self._log.recent
         self._held = HeldFrames()  # active while the user draws on the picture on display
         self._skipped_display = 0
@@ -222,6 +225,8 @@ class TrackingWorker(QObject):
                 self._catch_up([], self._held.release())
             case SetTarget(box=box, frame=frame):
                 self._set_target(box, frame)
+            case AddTarget(box=box, frame=frame):
+                self._add_target(box, frame)
             case ResetTarget():
                 self._reset_target()
             case SetPaused(paused=paused):
@@ -249,9 +254,9 @@ class TrackingWorker(QObject):
         self._source_frames += 1
         if self._held.active:
             self._held.keep(frame)
-        elif self._init_box is not None and self._tracking.available:
-            box, self._init_box = self._init_box, None
-            self._show(frame, self._tracking.start(frame, box), force_display)
+        elif self._init_boxes and self._tracking.available:
+            boxes, self._init_boxes = self._init_boxes, ()
+            self._show(frame, self._start_all(frame, boxes), force_display)
         else:
             self._show(frame, self._tracking.step(frame), force_display)
         if self._max_frames is not None and self._source_frames >= self._max_frames:
@@ -332,7 +337,7 @@ class TrackingWorker(QObject):
         self._stop_recording()
         self._close_source()
         self._tracking.reset()
-        self._init_box = None
+        self._init_boxes = ()
         try:
             source = self._source_factory(command.spec)
             source.start()
@@ -348,7 +353,7 @@ class TrackingWorker(QObject):
         self._skipped_display = 0
         self._source_frames = 0
         self._max_frames = command.max_frames
-        self._init_box = command.init_box
+        self._init_boxes = (command.init_box, *command.more_boxes) if command.init_box is not None else ()
         count = getattr(source, "frame_count", None)
         self.source_opened.emit(SourceInfo(source.description, source.is_live, source.nominal_fps, count))
         if command.record is not None:
@@ -364,7 +369,7 @@ class TrackingWorker(QObject):
             self._catch_up([], held)
             return
         if start is None:
-            self._init_box = box  # nothing shown yet: start on the first frame that arrives
+            self._init_boxes = (box,)  # nothing shown yet: start on the first frame that arrives
             return
         again = self._recent.frames_after(start.index)
         result = self._tracking.start(start, box)
@@ -374,8 +379,31 @@ class TrackingWorker(QObject):
             caught_up = f"; caught up {len(again) + len(held)} frames" if again or held else ""
             self.notice.emit(f"tracking from the frame you drew on (frame {start.index + 1}){caught_up}")
 
+    def _add_target(self, box: Box, drawn_on: Frame | None) -> None:
+        """One more target. The others are tracked up to the newest frame already, so it starts there (the box was
+        drawn on that frame, or on one a display lag before it) and only the frames kept while drawing are caught
+        up: no target is stepped twice through a frame. With nothing followed yet, a start like ``SetTarget``."""
+        newest = self._recent.newest
+        if not self._tracking.available or newest is None or newest.result.state is TrackState.IDLE:
+            self._set_target(box, drawn_on)
+            return
+        held = self._held.release()
+        result = self._tracking.add_target(newest.frame, box)
+        if result is not None:
+            self._show(newest.frame, result, force_display=not held)
+        self._catch_up([], held)
+
+    def _start_all(self, frame: Frame, boxes: tuple[Box, ...]) -> SessionResult:
+        """Start on ``frame`` with the first box and add the others there as further targets."""
+        result = self._tracking.start(frame, boxes[0])
+        for box in boxes[1:]:
+            if result.state is TrackState.IDLE:  # the start failed (and said why): nothing to add to
+                break
+            result = self._tracking.add_target(frame, box) or result
+        return result
+
     def _reset_target(self) -> None:
-        self._init_box = None
+        self._init_boxes = ()
         if not self._tracking.available:
             return
         self._tracking.reset()

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import tracker.weights
+from app.arguments import options_from_args, parse_args
 from app.cli import main
 from app.options import AppOptions
 from tests.helpers import CONFORMANCE, ROOT, TINY_WEIGHTS, TINY_YAML
@@ -87,7 +88,8 @@ def test_text_results_have_one_line_per_frame_and_start_with_the_init_box(clip, 
     rows = boxes(out)
     assert len(rows) == 30  # every frame of the video
     assert rows[0] == [20, 40, 30, 30]
-    assert all(len(r) == 4 and all(np.isfinite(r)) for r in rows)
+    # a box, or no box at all on a frame the target was reported lost
+    assert all(len(r) == 4 and (np.isfinite(r).all() or np.isnan(r).all()) for r in rows)
     err = capfd.readouterr().err
     assert "tracked 30 frames" in err and str(out) in err and "fps" in err and "Traceback" not in err
 
@@ -262,6 +264,56 @@ def test_unexpected_failure_is_one_line_and_exit_1(clip, capfd, monkeypatch):
     ]
     rc = run_cli("--source", clip, "--init-box", "1,1,5,5", "--debug")
     assert rc == 1 and "Traceback" in capfd.readouterr().err
+
+
+# -- several targets ----------------------------------------------------------------------------------------
+
+TWO_BOXES = ["--init-box", "20,40,30,30", "--init-box", "-10,80,200,30"]  # the second wider than the frame
+
+
+def test_init_box_given_twice_keeps_every_box_in_order_negative_values_too():
+    options = options_from_args(
+        parse_args(["--init-box", "1,2,3,4", "--init-box", "-20,5,40,30", "--init-box=5,6,7,8"])
+    )
+    assert options.init_box == Box(1, 2, 3, 4) and options.more_boxes == (Box(-20, 5, 40, 30), Box(5, 6, 7, 8))
+    assert options.init_boxes == (Box(1, 2, 3, 4), Box(-20, 5, 40, 30), Box(5, 6, 7, 8))
+    assert options_from_args(parse_args([])).init_boxes == ()
+
+
+def test_several_init_boxes_give_a_json_line_per_target_per_frame(clip, tmp_path, capfd):
+    out, video = tmp_path / "run.jsonl", tmp_path / "tracked.avi"
+    assert run_cli("--source", clip, *TWO_BOXES, "--save-results", out, "--save-video", video, "--max-frames", 6) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["frame"], r["id"]) for r in records] == [(f, i) for f in range(6) for i in (1, 2)]
+    assert records[0]["box"] == [20, 40, 30, 30] and records[1]["box"] == [0, 80, 160, 30]  # cut to the frame
+    assert all(r["state"] in ("tracking", "recovered", "lost") for r in records)
+    assert all((r["box"] is None) == (r["state"] == "lost") for r in records)  # null exactly while lost
+    assert video_frames(video) == 6
+    err = capfd.readouterr().err
+    assert "warning: --init-box -10,80,200,30 is larger than the 160x120 frame" in err and "0,80,160,30" in err
+
+
+def test_several_init_boxes_give_mot_style_text_counted_from_frame_1(clip, tmp_path):
+    out = tmp_path / "mot.txt"
+    assert run_cli("--source", clip, *TWO_BOXES, "--save-results", out, "--max-frames", 6) == 0
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(f, i) for f in range(1, 7) for i in (1, 2)]
+    assert all(len(r) == 7 for r in rows)
+    assert [float(v) for v in rows[0][2:6]] == [20, 40, 30, 30] and [float(v) for v in rows[1][2:6]] == [0, 80, 160, 30]
+    table = np.loadtxt(out, delimiter=",")
+    assert table.shape == (12, 7) and np.all(np.isfinite(table[:, 6]))
+
+
+def test_more_init_boxes_than_targets_allowed_is_one_line(clip, capfd):
+    rc = run_cli("--source", clip, *[arg for i in range(9) for arg in ("--init-box", f"{2 + i * 3},40,20,20")])
+    _assert_one_line_error(capfd, rc, "--init-box 26,40,20,20")
+
+
+def test_a_bad_further_init_box_is_one_line(clip, capfd):
+    rc = run_cli("--source", clip, "--init-box", "20,40,30,30", "--init-box", "1,2,x,4")
+    _assert_one_line_error(capfd, rc, "--init-box '1,2,x,4' is not four numbers")
+    rc = run_cli("--source", clip, "--init-box", "20,40,30,30", "--init-box", "500,400,20,20")
+    _assert_one_line_error(capfd, rc, "outside the 160x120 frame")
 
 
 # -- window path and help ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Recorder: text and JSON-lines results, the annotated video, and failures that stop recording but never
-tracking (missing folder up front, disk full and encoder failure later)."""
+"""Recorder: text and JSON-lines results (one target, and several: MOTChallenge-style text, a JSON line per
+target), the annotated video, and failures that stop recording but never tracking (missing folder up front, disk
+full and encoder failure later)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from app import record
 from app.record import Recorder, RecordingError, text_line
 from tests.helpers import FullDisk
 from tracker.errors import TrackerError
-from tracker.types import Box, SessionResult, TrackState
+from tracker.types import Box, SessionResult, TargetResult, TrackState
 
 
 def result(i: int, box: Box | None = None, state=TrackState.TRACKING, score=0.8, t0=100.0, **extra):
@@ -177,3 +178,99 @@ def test_text_line_formats_numbers_compactly():
     assert text_line(Box(1.0, -0.0001, 2.5, 3.123456)) == "1,0,2.5,3.123"
     assert text_line(None) == "nan,nan,nan,nan"
     assert text_line(Box(math.inf, 0, 1, 1)) == "nan,nan,nan,nan"
+
+
+# -- several targets -----------------------------------------------------------------------------------------
+
+LOST = TrackState.LOST
+
+
+def targets_result(i: int, *targets: TargetResult, t0=100.0) -> SessionResult:
+    """A box session's result: the primary fields are the first target's, as the session reports them."""
+    first = targets[0] if targets else None
+    return SessionResult(
+        frame_index=i,
+        timestamp=t0 + i / 25,
+        box=first.box if first else None,
+        score=first.score if first else 0.0,
+        state=first.state if first else TrackState.IDLE,
+        target_id=first.target_id if first else None,
+        targets=targets,
+        last_seen=first.last_seen if first else None,
+    )
+
+
+def target(target_id: int, box: Box | None, state=TrackState.TRACKING, score=0.9, last_seen=None) -> TargetResult:
+    return TargetResult(target_id, box, score, state, last_seen or box)
+
+
+def test_several_targets_give_mot_lines_counted_from_frame_1_with_nan_while_lost(tmp_path):
+    path = tmp_path / "mot.txt"
+    with Recorder(path, None) as recorder:
+        recorder.write(targets_result(0, target(1, Box(10, 20, 30, 40), score=1.0), target(2, Box(50, 60, 7, 8))))
+        recorder.write(targets_result(1, target(1, Box(11, 20, 30, 40)), target(2, None, LOST, 0.05, Box(5, 6, 7, 8))))
+        recorder.write(targets_result(2))  # nothing followed (a reset in the window): no line
+        recorder.write(targets_result(3, target(3, Box(1.25, 2, 3, 4), score=0.123456)))  # one target, same layout
+        assert recorder.results_written == 4
+    assert path.read_text().splitlines() == [
+        "1,1,10,20,30,40,1",
+        "1,2,50,60,7,8,0.9",
+        "2,1,11,20,30,40,0.9",
+        "2,2,nan,nan,nan,nan,0.05",
+        "4,3,1.25,2,3,4,0.1235",
+    ]
+    table = np.loadtxt(path, delimiter=",")  # the layout MOT toolkits read
+    assert table.shape == (5, 7) and np.isnan(table[3, 2:6]).all()
+
+
+def test_the_layout_is_chosen_on_the_first_frame_and_kept(tmp_path):
+    one = target(1, Box(1, 2, 3, 4))
+    two = (one, target(2, Box(5, 6, 7, 8)))
+    told: list[str] = []
+    with Recorder(tmp_path / "single.txt", None, note=told.append) as recorder:
+        recorder.write(targets_result(0, one))
+        recorder.write(targets_result(1, *two))  # a target added later: the file keeps to the first
+        recorder.write(targets_result(2, target(1, None, LOST, 0.1, Box(1, 2, 3, 4)), two[1]))
+    assert (tmp_path / "single.txt").read_text().splitlines() == ["1,2,3,4", "1,2,3,4", "nan,nan,nan,nan"]
+    assert len(told) == 1 and "#1" in told[0] and ".jsonl" in told[0] and "\n" not in told[0]  # said once
+    with Recorder(tmp_path / "told.txt", None, multi=True) as recorder:  # told there will be several
+        recorder.write(targets_result(0, one))
+        recorder.write(targets_result(1, *two))
+    assert (tmp_path / "told.txt").read_text().splitlines() == ["1,1,1,2,3,4,0.9", "2,1,1,2,3,4,0.9", "2,2,5,6,7,8,0.9"]
+
+
+def test_json_lines_have_one_line_per_target_and_null_while_lost(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with Recorder(path, None) as recorder:
+        recorder.write(targets_result(0, target(1, Box(1, 2, 3, 4))))
+        recorder.write(targets_result(1, target(1, Box(1, 2, 3, 4)), target(2, Box(5, 6, 7, 8), score=1.0)))
+        recorder.write(targets_result(2, target(1, Box(2, 2, 3, 4)), target(2, None, LOST, 0.1, Box(5, 6, 7, 8))))
+        recorder.write(targets_result(3))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(set(r) == {"frame", "time", "box", "score", "state", "id", "query"} for r in records)
+    assert [(r["frame"], r["id"]) for r in records] == [(0, 1), (1, 1), (1, 2), (2, 1), (2, 2), (3, None)]
+    assert records[2] == {"frame": 1, "time": 0.04, "box": [5, 6, 7, 8], "score": 1.0, "state": "tracking",
+                          "id": 2, "query": None}  # fmt: skip
+    assert (records[4]["box"], records[4]["state"], records[4]["score"]) == (None, "lost", 0.1)
+    assert (records[5]["box"], records[5]["state"]) == (None, "idle")
+
+
+def test_a_lost_primary_without_a_target_list_writes_nan_and_null(tmp_path):
+    lost = SessionResult(4, 1.0, None, 0.1, LOST, target_id=1, last_seen=Box(1, 2, 3, 4))
+    with Recorder(tmp_path / "boxes.txt", None) as text, Recorder(tmp_path / "run.jsonl", None) as lines:
+        text.write(lost)
+        lines.write(lost)
+    assert (tmp_path / "boxes.txt").read_text() == "nan,nan,nan,nan\n"
+    record = json.loads((tmp_path / "run.jsonl").read_text())
+    assert (record["box"], record["state"], record["id"]) == (None, "lost", 1)
+
+
+def test_disk_full_with_several_targets_keeps_whole_frames(tmp_path, monkeypatch):
+    path = tmp_path / "mot.txt"
+    recorder = Recorder(path, None, multi=True)
+    monkeypatch.setattr(recorder, "_results_file", FullDisk(recorder._results_file, room=2))
+    for i in range(4):
+        recorder.write(targets_result(i, target(1, Box(i, 0, 5, 5)), target(2, Box(0, i, 5, 5))))
+    recorder.close()
+    assert "disk is full" in recorder.error and recorder.results_written == 2
+    assert path.read_text().splitlines() == ["1,1,0,0,5,5,0.9", "1,2,0,0,5,5,0.9", "2,1,1,0,5,5,0.9", "2,2,0,1,5,5,0.9"]

@@ -1,12 +1,13 @@
-"""Rendering: box in the state colour, label, trail, info banner, on a copy; trail bookkeeping."""
+"""Rendering: box in the state colour, label, trail, info banner, on a copy; trail bookkeeping; several targets,
+each in its id's colour with a trail of its own, and lost ones dashed at their last seen box."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from app.render import STATE_COLOURS, Trail, draw_result, info_line
+from app.render import ID_COLOURS, STATE_COLOURS, Trail, Trails, draw_result, id_colour, info_line, target_label
 from tracker.config import TrackConfig
-from tracker.types import Box, Candidate, GroundingResult, SessionResult, TrackState
+from tracker.types import Box, Candidate, GroundingResult, SessionResult, TargetResult, TrackState
 
 
 def result(box: Box | None, state=TrackState.TRACKING, score=0.9, target_id=1, index=0, query=None):
@@ -119,3 +120,80 @@ def test_trail_breaks_at_a_jump_larger_than_the_box_and_at_a_query_retarget():
 def test_info_line_reports_all_four_figures():
     text = info_line(29.97, 12.345, 81.6, 7)
     assert text == "capture 30.0 fps | track 12.3 fps | latency 82 ms | dropped 7"
+
+
+# -- several targets -----------------------------------------------------------------------------------------
+
+
+def with_targets(*targets: TargetResult, index=0) -> SessionResult:
+    first = targets[0]
+    return SessionResult(
+        index, 0.0, first.box, first.score, first.state, target_id=first.target_id, targets=targets,
+        last_seen=first.last_seen,
+    )  # fmt: skip
+
+
+def tracked(target_id: int, box: Box) -> TargetResult:
+    return TargetResult(target_id, box, 0.9, TrackState.TRACKING, box)
+
+
+def lost(target_id: int, last_seen: Box | None) -> TargetResult:
+    return TargetResult(target_id, None, 0.1, TrackState.LOST, last_seen)
+
+
+def test_id_colours_are_distinct_and_none_reads_as_lost_or_idle():
+    assert len(set(ID_COLOURS)) == len(ID_COLOURS) >= 6
+    assert not {STATE_COLOURS[TrackState.LOST], STATE_COLOURS[TrackState.IDLE]} & set(ID_COLOURS)
+    assert [id_colour(i) for i in (1, 2, 1 + len(ID_COLOURS))] == [ID_COLOURS[0], ID_COLOURS[1], ID_COLOURS[0]]
+
+
+def test_every_target_is_drawn_in_its_ids_colour_with_its_id_in_the_label():
+    out = draw_result(blank(), with_targets(tracked(1, Box(20, 100, 60, 50)), tracked(2, Box(200, 100, 60, 50))))
+    assert has_colour(out[110:140, 18:23], id_colour(1)) and not has_colour(out[110:140, 18:23], id_colour(2))
+    assert has_colour(out[110:140, 198:203], id_colour(2)) and not has_colour(out[110:140, 198:203], id_colour(1))
+    assert has_colour(out[80:100, 200:260], STATE_COLOURS[TrackState.TRACKING])  # the label: the state's colour
+    assert target_label(tracked(2, Box(0, 0, 1, 1))) == "tracking 0.90 #2"
+
+
+def test_a_lost_target_is_dashed_at_its_last_seen_box_and_labelled_lost():
+    box = Box(100, 100, 60, 50)
+    out = draw_result(blank(), with_targets(tracked(1, Box(10, 10, 20, 20)), lost(2, box)))
+    left_edge = out[100:151, 99:102]
+    assert has_colour(left_edge, id_colour(2))
+    assert not np.all(left_edge.any(axis=(1, 2)))  # dashed: gaps along the edge
+    assert has_colour(out[70:100, 100:200], STATE_COLOURS[TrackState.LOST])  # the label says lost, in red
+    assert target_label(lost(2, box)) == "lost #2"
+    nowhere = draw_result(blank(), with_targets(lost(1, None)))
+    assert not nowhere.any()  # lost before it was ever seen: nothing to draw
+
+
+def test_a_lost_primary_without_a_target_list_is_dashed_at_its_last_seen_box():
+    box = Box(100, 100, 60, 50)
+    out = draw_result(blank(), SessionResult(0, 0.0, None, 0.1, TrackState.LOST, target_id=1, last_seen=box))
+    left_edge = out[100:151, 99:102]
+    assert has_colour(left_edge, STATE_COLOURS[TrackState.LOST]) and not np.all(left_edge.any(axis=(1, 2)))
+
+
+def test_trails_are_kept_per_target_and_stand_still_while_lost():
+    trails = Trails(24)
+    for i in range(5):
+        trails.add(with_targets(tracked(1, Box(10 + i, 10, 10, 10)), tracked(2, Box(100, 50 + i, 10, 10))))
+    assert trails.segments_for(1) == [[(15 + i, 15) for i in range(5)]]
+    assert trails.segments_for(2) == [[(105, 55 + i) for i in range(5)]]
+    trails.add(with_targets(tracked(1, Box(15, 10, 10, 10)), lost(2, Box(100, 54, 10, 10))))
+    assert len(trails.segments_for(1)[0]) == 6 and len(trails.segments_for(2)[0]) == 5  # lost: no new point
+    trails.add(with_targets(tracked(1, Box(16, 10, 10, 10))))  # target 2 is gone: its trail too
+    assert trails.segments_for(2) == [] and trails.segments_for(3) == []
+    out = draw_result(blank(), with_targets(tracked(1, Box(16, 10, 10, 10))), trails)
+    assert has_colour(out[14:17, 15:19], id_colour(1))  # the trail, in the target's colour
+    trails.clear()
+    assert trails.segments_for(1) == []
+
+
+def test_trails_of_a_result_without_a_target_list_follow_the_primary():
+    trails = Trails(10)
+    for x in (20, 30, 40):
+        trails.add(result(Box(x, 100, 20, 20)))
+    assert trails.segments_for(1) == [[(30, 110), (40, 110), (50, 110)]]
+    trails.add(result(Box(0, 0, 2, 2), target_id=2))  # a new target (a re-target): a new trail
+    assert trails.segments_for(1) == [] and trails.segments_for(2) == [[(1, 1)]]
