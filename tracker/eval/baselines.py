@@ -32,10 +32,16 @@ CONTRIB_HINT = "needs the OpenCV contrib build (pip install .[baselines])"
 
 class OpenCVTracker:
     """Wraps one tracker with OpenCV's interface (a ``cv2.Tracker``, or NanoTrack v3's runner); boxes cross in frame
-    pixels, rounded to whole pixels as OpenCV requires."""
+    pixels, rounded to whole pixels as OpenCV requires.
 
-    def __init__(self, make: Callable[[], cv2.Tracker]) -> None:
+    A failed OpenCV step keeps the last box with score 0. With ``report_lost`` it is answered as the contract's
+    "target absent" instead: ``lost=True`` and a NaN box (the evaluator's runner still scores the last finite box).
+    Off by default because the session's grounding re-check matches targets by their boxes and needs a finite one.
+    """
+
+    def __init__(self, make: Callable[[], cv2.Tracker], report_lost: bool = False) -> None:
         self._make = make
+        self.report_lost = report_lost
         self._tracker: cv2.Tracker | None = None
         self._box: Box | None = None
 
@@ -52,6 +58,8 @@ class OpenCVTracker:
         start = time.perf_counter()
         ok, rect = self._tracker.update(frame_bgr)
         elapsed_ms = (time.perf_counter() - start) * 1e3
+        if not ok and self.report_lost:
+            return TrackResult(Box(*(4 * [float("nan")])), 0.0, elapsed_ms, lost=True)
         if not ok:
             return TrackResult(self._box, 0.0, elapsed_ms)
         self._box = Box.from_xywh(rect)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import sys
@@ -20,7 +21,8 @@ from tracker.eval.datasets import LAYOUTS, detect_layout, load_dataset
 from tracker.eval.plots import write_plots
 from tracker.eval.report import console_summary, write_reports
 from tracker.eval.runner import Evaluation, evaluate
-from tracker.eval.trackers import baseline_specs, parse_tracker_spec, unique_names
+from tracker.eval.trackers import SkippedTracker, TrackerSpec, baseline_specs, parse_tracker_spec, unique_names
+from tracker.threads import THREADS_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,25 +79,37 @@ def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
+def tracker_specs(
+    tracker_texts: list[str], baselines: str, device: str = "auto", peers: Path = PEERS_DIR
+) -> tuple[list[TrackerSpec], list[SkippedTracker]]:
+    """Uniquely named specs from ``--tracker`` texts and a ``--baselines`` list (``all``: every baseline), and the
+    baselines this installation cannot run; InputError when nothing is left to run."""
+    names = _split(baselines)
+    names = list(BASELINES) if names == ["all"] else names
+    specs = [parse_tracker_spec(text, device) for text in tracker_texts]
+    found, skipped = baseline_specs(names, peers)
+    specs = unique_names(specs + found)
+    if not specs:
+        # Name the skipped ones here too: the caller never gets to print them.
+        why = "".join(f" ({item.name}: {item.reason})" for item in skipped)
+        raise InputError(f"nothing to run{why}; pass --tracker bundled and/or --baselines mil,nano")
+    return specs, skipped
+
+
 def run(args: argparse.Namespace, command: str = "") -> Evaluation:
     """Load the dataset, build the trackers, evaluate, and write results, tables and plots to ``args.out``.
     ``command`` is recorded in the report."""
     if args.max_frames is not None and args.max_frames < 2:
         raise InputError("--max-frames must be at least 2 (the init frame plus one tracked frame)")
     if args.threads is not None:
+        os.environ[THREADS_ENV] = str(args.threads)  # build_tracker sets torch's threads from it, not the default
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     layout = args.layout or detect_layout(args.dataset)
     sequences = load_dataset(args.dataset, layout, _split(args.sequences) or None)
-    names = _split(args.baselines)
-    names = list(BASELINES) if names == ["all"] else names
-    specs = [parse_tracker_spec(text, args.device) for text in args.tracker]
-    baselines, skipped = baseline_specs(names, args.peers)
-    specs = unique_names(specs + baselines)
+    specs, skipped = tracker_specs(args.tracker, args.baselines, args.device, args.peers)
     for item in skipped:
         print(f"skipping {item.name}: {item.reason}", file=sys.stderr)
-    if not specs:
-        raise InputError("nothing to run; pass --tracker bundled and/or --baselines mil,nano")
     settings = {
         "command": command,
         "opencv": cv2.__version__,
