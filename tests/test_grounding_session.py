@@ -136,3 +136,17 @@ def test_drawing_a_box_leaves_grounding_mode():
     assert s.step(frame(2)).query is None
     s.reset()
     assert s.step(frame(3)).state is TrackState.IDLE
+
+
+def test_several_matches_followed_by_opencv_trackers_step_one_by_one():
+    """A grounding evaluation may follow matches with OpenCV trackers, which have no shared network to batch."""
+    from tracker.eval.baselines import build_baseline
+
+    grounder = ScriptedGrounder([(0.9, [NEAR, FAR])])
+    s = Session(build_baseline("mil"), dataclasses.replace(TrackConfig(), lost_score=0.0), grounder,
+                lambda: build_baseline("mil"))
+    s.set_query("the squares")
+    s.step(frame(0))
+    results = [s.step(frame(i)) for i in range(1, 5)]
+    assert sorted(t.target_id for t in results[-1].targets) == [1, 2]
+    assert all(t.box is not None and t.box.is_finite() for t in results[-1].targets)

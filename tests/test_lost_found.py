@@ -201,3 +201,22 @@ def test_a_target_back_where_it_was_is_found_by_the_trackers_own_step():
     back = [target.update(_scene((104, 100))) for _ in range(4)]
     assert [r.lost for r in back] == [True, True, False, False]  # held for RECOVER_FRAMES frames first
     assert target.state is TrackState.TRACKING and 104 <= back[2].box.cx <= 124  # on the square
+
+
+def test_a_bad_box_leaves_the_session_as_it_was():
+    session = Session(_tracker())
+    frame = _frame(0, _scene((40, 40)))
+    session.start(frame, Box(40, 40, 20, 20))
+    with pytest.raises(InputError):
+        session.start(frame, Box(900, 900, 20, 20))  # outside the frame
+    result = session.step(_frame(1, _scene((42, 40))))
+    assert result.state is TrackState.TRACKING and [t.target_id for t in result.targets] == [1]
+
+
+def test_the_frame_a_target_is_found_on_carries_the_presence_it_was_found_with():
+    target = Target(_tracker(lost_frames=2, recover_frames=2, redetect={"enabled": True, "batch": 2}))
+    target.init(_scene((20, 20)), Box(20, 20, 20, 20))
+    _lose(target, 2)
+    results = [target.update(_scene((280, 200))) for _ in range(40)]
+    found = next(r for r in results if not r.lost)
+    assert found.score >= target.cfg.recover_score and target.score == found.score

@@ -80,3 +80,10 @@ def test_the_running_colours_follow_a_target_whose_colours_drift_and_init_is_kep
     assert fixed.similarity(image, blue) < 0.05  # rate 0: the colours at init only
     assert drifting.similarity(image, blue) > 0.7
     assert drifting.similarity(image, red) == pytest.approx(1.0, abs=1e-6)  # the init colours still count
+
+
+def test_a_one_pixel_box_still_has_colours():
+    image = _two_colours()
+    reference = ColourReference(image, Box(20, 20, 1, 1))
+    assert reference.similarity(image, Box(30, 30, 1, 1)) == pytest.approx(1.0, abs=1e-6)
+    assert reference.similarity(image, Box(150, 30, 1, 1)) < 0.05

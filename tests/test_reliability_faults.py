@@ -38,7 +38,7 @@ from tests.test_reliability_common import (
 )
 from tracker import Session
 from tracker.models.ostrack import OSTrack
-from tracker.single import DeviceMemoryError, _memory_errors
+from tracker.single import DeviceMemoryError, memory_errors
 from tracker.types import Frame, SessionResult, TrackState
 
 
@@ -181,7 +181,7 @@ def test_out_of_memory_in_a_step_is_one_line_and_keeps_what_was_tracked(tmp_path
 
 
 def test_gpu_out_of_memory_message_says_what_to_do():
-    with pytest.raises(DeviceMemoryError) as info, _memory_errors(torch.device("cuda")):
+    with pytest.raises(DeviceMemoryError) as info, memory_errors(torch.device("cuda")):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
     assert str(info.value) == (
         "the GPU ran out of memory while tracking; close other programs using it, or use --device cpu"

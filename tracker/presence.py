@@ -18,6 +18,7 @@ from tracker.config import PresenceConfig
 from tracker.types import Box
 
 HUE_BINS, SATURATION_BINS = 16, 8
+MIN_SIDE = 4.0  # pixels: the smallest box side whose colours are compared
 
 
 class ColourReference:
@@ -50,12 +51,16 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def colour_histogram(image_bgr: np.ndarray, box: Box) -> np.ndarray | None:
-    """The hue-saturation histogram of the frame inside ``box``; None if fewer than 2x2 of its pixels are in it."""
+    """The hue-saturation histogram of the frame inside ``box``, grown about its centre to at least
+    ``MIN_SIDE`` pixels a side (a one-pixel target still has colours); None if fewer than 2x2 of its pixels are in
+    the frame."""
     if not box.is_finite():
         return None
     height, width = image_bgr.shape[:2]
-    x1, y1 = max(0, round(box.x)), max(0, round(box.y))
-    x2, y2 = min(width, round(box.x + box.w)), min(height, round(box.y + box.h))
+    w, h = max(box.w, MIN_SIDE), max(box.h, MIN_SIDE)
+    left, top = box.cx - 0.5 * w, box.cy - 0.5 * h
+    x1, y1 = max(0, round(left)), max(0, round(top))
+    x2, y2 = min(width, round(left + w)), min(height, round(top + h))
     if x2 - x1 < 2 or y2 - y1 < 2:
         return None
     hsv = cv2.cvtColor(image_bgr[y1:y2, x1:x2], cv2.COLOR_BGR2HSV)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tracker.accel import NetOutput
+from tracker.accel import NetOutput, Network
+from tracker.config import TrackConfig
 from tracker.models.head import decode_boxes
-from tracker.single import SingleTracker, clip_box, crop_to_frame
+from tracker.single import SingleTracker, clip_box, crop_to_frame, memory_errors
 from tracker.types import Box, TrackResult
 
 
@@ -62,17 +63,28 @@ class Redetector:
     """Looks for one lost target with its tracker's network and template; ``start`` when it is lost, ``step`` on
     every frame until ``step`` returns where it was found."""
 
-    def __init__(self, tracker: SingleTracker, judge: Callable[[np.ndarray, Box, float], float]) -> None:
-        """``judge(image, box, peak)`` is the presence of the target at a box found with score-map ``peak``."""
+    def __init__(
+        self, tracker: SingleTracker, judge: Callable[[np.ndarray, Box, float], float], cfg: TrackConfig | None = None
+    ) -> None:
+        """``judge(image, box, peak)`` is the presence of the target at a box found with score-map ``peak``;
+        ``cfg`` the thresholds (default: the tracker's config's)."""
         self.tracker = tracker
         self.judge = judge
-        self.cfg = tracker.cfg.track
+        self.cfg = cfg or tracker.cfg.track
         self._last: Box | None = None
         self._tiles: list[tuple[float, float]] = []
         self._next_tile = 0
         self._candidate: Sighting | None = None
         self._held = 0  # frames in a row the candidate has held the score
         self._own_held = 0  # the same for the tracker's own step
+
+    def prepare(self) -> None:
+        """Build the network for this search's static batch (an export on ONNX), so that the first lost frame
+        does not wait for it."""
+        self._network()
+
+    def _network(self) -> Network:
+        return self.tracker.network.with_batch(self.cfg.redetect.batch)
 
     def start(self, last: Box, frame_size: tuple[int, int]) -> None:
         """Search from now on for the target last tracked at ``last`` in frames of ``frame_size`` (w, h)."""
@@ -93,9 +105,9 @@ class Redetector:
         watched = [self._candidate.box] if self._candidate is not None else []
         tiles = [self._tile_box(c) for c in self._take_tiles(self.cfg.redetect.batch - 1 - len(watched))]
         arounds = [self.tracker.state, *watched, *tiles]
-        crops = [self.tracker.search_crop(image_bgr, around) for around in arounds]
-        network = self.tracker.network.with_batch(len(arounds))
-        out = network(self.tracker.template_tokens, torch.cat([crop for crop, _ in crops]))
+        with memory_errors(self.tracker.device):
+            crops = [self.tracker.search_crop(image_bgr, around) for around in arounds]
+            out = self._network()(self.tracker.template_tokens, torch.cat([crop for crop, _ in crops]))
         own = self.tracker.finish(image_bgr, out.rows(0, 1), crops[0][1], start)
         own = Sighting(own.box, self.judge(image_bgr, own.box, own.score))
         self._own_held = self._own_held + 1 if own.score >= self.cfg.recover_score else 0

@@ -28,7 +28,16 @@ from tracker.preprocess import to_bgr_uint8
 from tracker.presence import ColourReference, presence
 from tracker.single import SingleTracker, update_together
 from tracker.target import Target, update_targets
-from tracker.types import Box, Candidate, Frame, GroundingResult, SessionResult, TargetResult, TrackState
+from tracker.types import (
+    Box,
+    Candidate,
+    Frame,
+    GroundingResult,
+    SessionResult,
+    TargetResult,
+    TrackResult,
+    TrackState,
+)
 
 DUPLICATE_IOU = 0.5  # grounded candidates overlapping a better one this much are the same object
 
@@ -43,6 +52,7 @@ class _Target:
     box: Box
     appearance: np.ndarray
     colour: ColourReference
+    last_seen: Box | None = None  # the last box it was tracked at with confidence
     score: float = 1.0
     state: TrackState = TrackState.TRACKING
     weak: int = 0
@@ -81,10 +91,10 @@ class Session:
         """Follow the target in ``box`` (frame pixels) from this frame on, and no other; the result reports the box
         as given."""
         begin = time.perf_counter()
+        target = self._box_target(frame, box, self.tracker)  # a bad box raises here and changes nothing
         self.query = None
         self.targets = []
-        self.box_targets = []
-        self._add_box_target(frame, box, self.tracker)
+        self.box_targets = [target]
         return self._box_result(frame, begin)
 
     def add_target(self, frame: Frame, box: Box) -> SessionResult:
@@ -99,7 +109,7 @@ class Session:
                 "(TRACK.MAX_TARGETS); drag without shift to start over"
             )
         begin = time.perf_counter()
-        self._add_box_target(frame, box, self._new_tracker())
+        self.box_targets.append(self._box_target(frame, box, self._new_tracker()))
         return self._box_result(frame, begin)
 
     def step(self, frame: Frame) -> SessionResult:
@@ -122,11 +132,11 @@ class Session:
     # --------------------------------------------------------------------------------------------------------
     # Box mode
 
-    def _add_box_target(self, frame: Frame, box: Box, tracker: SingleTracker) -> None:
+    def _box_target(self, frame: Frame, box: Box, tracker: SingleTracker) -> Target:
         target = Target(tracker, self._next_id, self.cfg)
-        target.init(frame.image, box)  # validates the box first: a bad one adds nothing
+        target.init(frame.image, box)  # validates the box first
         self._next_id += 1
-        self.box_targets.append(target)
+        return target
 
     def _box_result(self, frame: Frame, begin: float) -> SessionResult:
         primary = self.box_targets[0]
@@ -208,6 +218,7 @@ class Session:
             box,
             appearance,
             ColourReference(to_bgr_uint8(frame.image), box, self.cfg.presence.colour_update),
+            last_seen=box,
         )
         self._next_id += 1
         self.targets.append(target)
@@ -216,15 +227,26 @@ class Session:
     def _update_targets(self, frame: Frame) -> _Target:
         """Every target's box tracker steps into this frame; secondary targets lost for long are dropped."""
         image = to_bgr_uint8(frame.image)
-        for target, result in zip(self.targets, update_together([t.tracker for t in self.targets], image), strict=True):
+        for target, result in zip(self.targets, self._step_trackers(image), strict=True):
             colour = target.colour.similarity(image, result.box)
             target.box, target.score = result.box, presence(result.score, colour, self.cfg.presence)
             if target.score >= self.cfg.recover_score:
                 target.colour.update(image, result.box)
-            target.weak = target.weak + 1 if result.score < self.cfg.lost_score else 0
+            target.weak = target.weak + 1 if target.score < self.cfg.lost_score else 0
+            if not target.weak:
+                target.last_seen = result.box
             target.state = TrackState.LOST if target.weak >= self.cfg.lost_frames else TrackState.TRACKING
         self.targets = [self.targets[0]] + [t for t in self.targets[1:] if t.state is not TrackState.LOST]
         return self.targets[0]
+
+    def _step_trackers(self, image: np.ndarray) -> list[TrackResult]:
+        """The targets' box trackers into this frame: in one batched forward when they are this project's trackers
+        sharing a network, else one by one (the OpenCV trackers a grounding evaluation may use)."""
+        trackers = [t.tracker for t in self.targets]
+        network = getattr(trackers[0], "network", None)
+        if network is not None and all(getattr(t, "network", None) is network for t in trackers):
+            return update_together(trackers, image)
+        return [tracker.update(image) for tracker in trackers]
 
     def _recheck(self, frame: Frame) -> GroundingResult:
         """Ground this frame and reconcile with the targets: matched targets that drifted are re-initialised on
@@ -274,6 +296,7 @@ class Session:
     def _retarget(self, frame: Frame, target: _Target, box: Box) -> None:
         target.tracker.init(frame.image, box)
         target.colour = ColourReference(to_bgr_uint8(frame.image), box, self.cfg.presence.colour_update)
+        target.last_seen = box
         target.box, target.score, target.weak, target.state = box, 1.0, 0, TrackState.TRACKING
         if target is self.targets[0] and self.state is TrackState.LOST:
             self.state = TrackState.RECOVERED
@@ -283,7 +306,7 @@ class Session:
         self, frame: Frame, box: Box | None, score: float, begin: float, grounding: GroundingResult | None
     ) -> SessionResult:
         targets = tuple(
-            TargetResult(t.target_id, None if t.state is TrackState.LOST else t.box, t.score, t.state, t.box)
+            TargetResult(t.target_id, None if t.state is TrackState.LOST else t.box, t.score, t.state, t.last_seen)
             for t in self.targets
         )
         lost = self.state is TrackState.LOST
@@ -293,7 +316,7 @@ class Session:
             query=self.query,
             targets=targets,
             grounding=grounding,
-            last_seen=box if self.targets else None,
+            last_seen=self.targets[0].last_seen if self.targets else None,
         )
 
     def _next_state(self, score: float) -> TrackState:

@@ -39,7 +39,7 @@ class DeviceMemoryError(TrackerError):
 
 
 @contextmanager
-def _memory_errors(device: torch.device) -> Iterator[None]:
+def memory_errors(device: torch.device) -> Iterator[None]:
     """Turn an out-of-memory failure into one line for the user instead of a CUDA traceback."""
     try:
         yield
@@ -115,7 +115,7 @@ class SingleTracker:
         """Take the target in ``box`` (frame pixels) of this frame as the template."""
         image = to_bgr_uint8(frame_bgr)
         box = validate_init_box(box, image.shape[1], image.shape[0])
-        with _memory_errors(self.device):
+        with memory_errors(self.device):
             factor, size = self.cfg.test.template_factor, self.cfg.test.template_size
             template, _ = self._crop(image, box, factor, size)
             in_crop = box_in_crop(np.array(box.as_list()), box, factor, size)
@@ -241,7 +241,7 @@ def update_together(trackers: list[SingleTracker], frame_bgr: np.ndarray) -> lis
     lead = trackers[0]
     start = time.perf_counter()
     image = to_bgr_uint8(frame_bgr)
-    with _memory_errors(lead.device):
+    with memory_errors(lead.device):
         crops = [t.search_crop(image) for t in trackers]
         search = torch.cat([crop for crop, _ in crops])
         network = lead.network.with_batch(padded_rows(len(trackers)))

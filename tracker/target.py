@@ -4,7 +4,8 @@ while it is lost.
 A target's score is its presence (``tracker.presence``: the score-map peak and the box's colours, calibrated).
 States: tracking -> lost after ``TRACK.LOST_FRAMES`` steps in a row score below ``TRACK.LOST_SCORE``; lost ->
 recovered once it is found again (re-detection: ``tracker.redetect``; without it, the tracker's own step scoring
-``TRACK.RECOVER_SCORE`` for ``TRACK.RECOVER_FRAMES`` steps); recovered -> tracking on the next confident step.
+``TRACK.RECOVER_SCORE`` for ``TRACK.RECOVER_FRAMES`` steps); recovered -> tracking on the next step that is not
+weak.
 While lost there is no measurement: results carry ``lost=True`` (their box is the tracker's own guess, which the
 session does not report) and the tracker is put back on the last box it was tracked at when it is lost, so that
 the weak steps before the loss do not drag the search onto the background.
@@ -35,7 +36,7 @@ class Target:
         self.tracker = tracker
         self.target_id = target_id
         self.cfg = track_cfg or tracker.cfg.track
-        self.redetector = Redetector(tracker, self.presence) if self.cfg.redetect.enabled else None
+        self.redetector = Redetector(tracker, self.presence, self.cfg) if self.cfg.redetect.enabled else None
         self.colour: ColourReference | None = None
         self.state = TrackState.IDLE
         self.score = 0.0
@@ -58,6 +59,8 @@ class Target:
         image = to_bgr_uint8(frame_bgr)
         self.tracker.init(image, box)
         self.colour = ColourReference(image, self.tracker.state, self.cfg.presence.colour_update)
+        if self.redetector is not None:
+            self.redetector.prepare()  # a static backend builds its re-detection batch now, not mid-stream
         self.state, self.score, self.last_seen = TrackState.TRACKING, 1.0, self.tracker.state
         self._box = self.last_seen
         self._weak = self._strong = 0
@@ -99,6 +102,7 @@ class Target:
         found = step.found
         self.tracker.move_to(image_bgr, found.box)
         self.state, self.last_seen, self._box, self._weak = TrackState.RECOVERED, found.box, found.box, 0
+        self.score = found.score
         return TrackResult(found.box, found.score, step.guess.elapsed_ms)
 
     def _lose(self, image_bgr: np.ndarray) -> None:

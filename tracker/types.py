@@ -76,8 +76,10 @@ class TrackState(str, Enum):
 class TrackResult:
     """The tracker's answer for one frame.
 
-    ``box`` is in frame pixels; ``score`` is the peak of the raw score map (0..1, the network's confidence that the
-    target centre is in the search region); ``elapsed_ms`` is the wall time of the whole tracker step. ``lost``:
+    ``box`` is in frame pixels; ``score`` is, from a ``SingleTracker``, the peak of the raw score map (0..1, the
+    network's confidence that the target centre is in the search region) and, from a ``tracker.target.Target``,
+    the target's presence (0..1, calibrated: ``tracker.presence``); ``elapsed_ms`` is the wall time of the whole
+    tracker step. ``lost``:
     the tracker reports the target absent from this frame (a ``tracker.target.Target`` in state LOST); ``box`` is
     then only the tracker's guess, where its own step went: the session and the results files report no box, and
     benchmarks of leaving and returning count the frame as "no box"; the evaluator's AUC, which needs a box on

@@ -240,11 +240,12 @@ class RedetectConfig:
     tile the whole frame, at the target's last size, against the stored template.
 
     ``enabled``: search the frame while lost (off: the box stays where the target was lost, as OSTrack does).
-    ``batch``: crops scored per lost frame in one batched forward (static): one around the candidate under
-    watch (or the last box), the rest the next tiles in turn; the lost step costs about this many normal steps.
+    ``batch``: crops scored per lost frame in one batched forward (static): the tracker's own search crop, one
+    around the candidate under watch if there is one, the rest the next tiles in turn (1: the tracker's own crop
+    only, no tiles); a lost step costs less than this many normal steps.
     ``tile_step``: the distance between neighbouring tiles as a share of a crop's side (below 1: they overlap).
-    A crop whose peak reaches ``TRACK.RECOVER_SCORE`` becomes the candidate under watch; the target is found
-    again when the candidate holds that score for ``TRACK.RECOVER_FRAMES`` frames in a row.
+    A crop whose presence reaches ``TRACK.RECOVER_SCORE`` becomes the candidate under watch; the target is found
+    again when the candidate, or the tracker's own step, holds that for ``TRACK.RECOVER_FRAMES`` frames in a row.
     """
 
     enabled: bool = True
