@@ -33,7 +33,7 @@ from leave_return import composite_frames, composite_truth, machine_line, select
 from tracker import Box, build_tracker  # noqa: E402
 from tracker.config import PresenceConfig, TrackConfig  # noqa: E402
 from tracker.eval.datasets import load_dataset  # noqa: E402
-from tracker.eval.metrics import iou  # noqa: E402
+from tracker.eval.metrics import iou, roc_auc  # noqa: E402
 from tracker.presence import ColourReference, presence  # noqa: E402
 
 ON_TARGET_IOU = 0.3
@@ -77,18 +77,6 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, colour_update: float 
     w = coef.detach().tolist()
     return PresenceConfig(
         score_weight=round(w[0], 3), colour_weight=round(w[1], 3), bias=round(w[2], 3), colour_update=colour_update
-    )
-
-
-def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """The chance that a random positive scores above a random negative (ties count half)."""
-    values = np.concatenate([positive, negative])
-    ranks = values.argsort(kind="stable").argsort() + 1.0
-    for value in np.unique(values):  # average ranks of ties
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return float(
-        (ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative))
     )
 
 

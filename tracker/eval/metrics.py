@@ -94,18 +94,14 @@ def score_sequence(pred: np.ndarray, gt: np.ndarray, absent: np.ndarray | None =
     pred, gt = pred[mask], gt[mask]
     success = (iou(pred, gt)[:, None] > IOU_THRESHOLDS[None, :]).mean(axis=0)
     precision = (centre_distance(pred, gt)[:, None] <= PIXEL_THRESHOLDS[None, :]).mean(axis=0)
-    norm_curve = (centre_distance(pred, gt, normalised=True)[:, None] <= NORM_THRESHOLDS[None, :]).mean(
-        axis=0
-    )
+    norm_curve = (centre_distance(pred, gt, normalised=True)[:, None] <= NORM_THRESHOLDS[None, :]).mean(axis=0)
     return _from_curves(success, precision, norm_curve, int(mask.sum()))
 
 
 def _empty_score() -> Score:
     """The score of nothing scored: NaN figures and curves, zero frames."""
     nan = float("nan")
-    return Score(
-        nan, nan, nan, _nan_like(IOU_THRESHOLDS), _nan_like(PIXEL_THRESHOLDS), _nan_like(NORM_THRESHOLDS), 0
-    )
+    return Score(nan, nan, nan, _nan_like(IOU_THRESHOLDS), _nan_like(PIXEL_THRESHOLDS), _nan_like(NORM_THRESHOLDS), 0)
 
 
 def mean_score(scores: Seq[Score]) -> Score:
@@ -140,10 +136,27 @@ def _as_boxes(boxes: np.ndarray) -> np.ndarray:
 
 
 def _valid(boxes: np.ndarray) -> np.ndarray:
-    return (
-        np.isfinite(boxes).all(axis=1) & (np.nan_to_num(boxes[:, 2]) > 0) & (np.nan_to_num(boxes[:, 3]) > 0)
-    )
+    return np.isfinite(boxes).all(axis=1) & (np.nan_to_num(boxes[:, 2]) > 0) & (np.nan_to_num(boxes[:, 3]) > 0)
 
 
 def _nan_like(values: np.ndarray) -> np.ndarray:
     return np.full(len(values), np.nan)
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Probability that a positive scores above a negative (ties count half): the ROC AUC."""
+    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
+    if not len(positive) or not len(negative):
+        return float("nan")
+    values = np.concatenate([positive, negative])
+    order = values.argsort(kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    # Average ranks over ties.
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or sorted_values[end] != sorted_values[start]:
+            ranks[order[start:end]] = 0.5 * (start + end - 1) + 1
+            start = end
+    rank_sum = ranks[: len(positive)].sum()
+    return float((rank_sum - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))

@@ -35,9 +35,9 @@ from tracker.grounding import mean_fill
 from tracker.train.augment import adjust_brightness
 from tracker.train.datasets import (
     DEFAULT_CACHE_DIR,
-    FrameReader,
     ImageFolderFrames,
     StillImage,
+    TrackSequence,
     read_ours_images,
     read_ours_sequences,
 )
@@ -52,17 +52,10 @@ FLIP_CHANCE = 0.5
 
 
 @dataclass(frozen=True, eq=False)
-class LanguageSequence:
-    """A training video with a caption: ``boxes`` (N, 4) x, y, w, h in frame pixels, ``visible`` (N,) bool."""
+class LanguageSequence(TrackSequence):
+    """A training video (``TrackSequence``) with a caption."""
 
-    name: str
     caption: str
-    boxes: np.ndarray
-    visible: np.ndarray
-    frames: FrameReader
-
-    def __len__(self) -> int:
-        return len(self.boxes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +88,7 @@ def read_language_sequences(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DI
     for seq in source.sequences:
         caption = read_text_line(root / seq.name / "language.txt")
         if caption:
-            out.append(LanguageSequence(seq.name, caption, seq.boxes, seq.visible, seq.frames))
+            out.append(LanguageSequence(seq.name, seq.boxes, seq.visible, seq.frames, caption))
     return out
 
 
@@ -106,9 +99,7 @@ def _from_eval_sequences(sequences) -> list[LanguageSequence]:
             continue
         visible = seq.visible
         out.append(
-            LanguageSequence(
-                seq.name, seq.language, seq.groundtruth, visible, ImageFolderFrames(seq.frame_paths)
-            )
+            LanguageSequence(seq.name, seq.groundtruth, visible, ImageFolderFrames(seq.frame_paths), seq.language)
         )
     return out
 
@@ -136,7 +127,7 @@ def read_otb_lang(root: str | Path) -> list[LanguageSequence]:
             if caption:
                 out.append(
                     LanguageSequence(
-                        seq.name, caption, seq.groundtruth, seq.visible, ImageFolderFrames(seq.frame_paths)
+                        seq.name, seq.groundtruth, seq.visible, ImageFolderFrames(seq.frame_paths), caption
                     )
                 )
                 break
@@ -156,9 +147,7 @@ def view_matrix(width: int, height: int, size: int, zoom: float, centre: tuple[f
 
 def render_view(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int, int, int]) -> np.ndarray:
     interp = cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(
-        image, matrix, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
-    )
+    return cv2.warpAffine(image, matrix, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
 def boxes_in_view(boxes: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -172,15 +161,11 @@ def boxes_in_view(boxes: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarra
     cx1, cy1, cx2, cy2 = (np.clip(v, 0, size) for v in (x1, y1, x2, y2))
     area = (x2 - x1) * (y2 - y1)
     inside = (cx2 - cx1) * (cy2 - cy1)
-    keep = (
-        (inside >= MIN_VISIBLE * np.maximum(area, 1e-6)) & (cx2 - cx1 >= MIN_SIDE) & (cy2 - cy1 >= MIN_SIDE)
-    )
+    keep = (inside >= MIN_VISIBLE * np.maximum(area, 1e-6)) & (cx2 - cx1 >= MIN_SIDE) & (cy2 - cy1 >= MIN_SIDE)
     return np.stack([cx1, cy1, cx2 - cx1, cy2 - cy1], axis=1)[keep]
 
 
-def _pan_path(
-    width: int, height: int, focus: np.ndarray | None, length: int, rng: np.random.Generator, zoom_in: bool
-):
+def _pan_path(width: int, height: int, focus: np.ndarray | None, length: int, rng: np.random.Generator, zoom_in: bool):
     """Per-frame (zoom, centre) for a clip: the whole frame, or zoomed towards ``focus`` (x, y, w, h), drifting."""
     if zoom_in and focus is not None:
         fit = 0.35 * max(width, height) / max(focus[2], focus[3], 1.0)
@@ -231,9 +216,7 @@ class GroundingDataset(Dataset):
         pick = rng.random()
         if pick < self.train.synthetic_ratio or not (self.sequences or self.stills):
             clip = self._synthetic(rng, negative)
-        elif (
-            pick < self.train.synthetic_ratio + self.train.sequence_ratio and self.sequences
-        ) or not self.stills:
+        elif (pick < self.train.synthetic_ratio + self.train.sequence_ratio and self.sequences) or not self.stills:
             clip = self._sequence(rng, negative)
         else:
             clip = self._still(rng, negative)
@@ -299,9 +282,7 @@ class GroundingDataset(Dataset):
         if rng.random() >= FLIP_CHANCE:
             return clip
         frames = np.ascontiguousarray(clip.frames[:, :, ::-1])
-        boxes = tuple(
-            np.stack([self.size - b[:, 0] - b[:, 2], b[:, 1], b[:, 2], b[:, 3]], 1) for b in clip.boxes
-        )
+        boxes = tuple(np.stack([self.size - b[:, 0] - b[:, 2], b[:, 1], b[:, 2], b[:, 3]], 1) for b in clip.boxes)
         return Clip(frames, boxes, mirror_caption(clip.caption), clip.source)
 
     def _photometric(self, clip: Clip, rng: np.random.Generator) -> Clip:

@@ -33,7 +33,7 @@ from tracker.build import build_tracker
 from tracker.config import TrackConfig
 from tracker.errors import TrackerError
 from tracker.eval.datasets import load_dataset
-from tracker.eval.metrics import mean_score, score_sequence
+from tracker.eval.metrics import mean_score, roc_auc, score_sequence
 from tracker.eval.sequence import Sequence
 from tracker.grounding import Grounder, build_grounder
 from tracker.session import Session
@@ -42,25 +42,6 @@ from tracker.types import Frame
 from tracker.weights import update_manifest
 
 EVAL_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "sequences"
-
-
-def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Probability that a positive scores above a negative (ties count half): the ROC AUC."""
-    positive, negative = np.asarray(positive, float), np.asarray(negative, float)
-    if not len(positive) or not len(negative):
-        return float("nan")
-    values = np.concatenate([positive, negative])
-    order = values.argsort(kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_values = values[order]
-    # Average ranks over ties.
-    start = 0
-    for end in range(1, len(values) + 1):
-        if end == len(values) or sorted_values[end] != sorted_values[start]:
-            ranks[order[start:end]] = 0.5 * (start + end - 1) + 1
-            start = end
-    rank_sum = ranks[: len(positive)].sum()
-    return float((rank_sum - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
 
 
 def _finite(value: float) -> float | None:
