@@ -188,7 +188,7 @@ def test_tracker_specs():
     assert parse_tracker_spec(f"config={TINY_YAML}").name == "tiny256ce"
     with pytest.raises(InputError, match="not one of"):
         parse_tracker_spec("model=x")
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="not found"):
         parse_tracker_spec("weights=/no/such/file.pth")
     with pytest.raises(InputError, match="names no model"):
         parse_tracker_spec("name=x")
@@ -197,6 +197,15 @@ def test_tracker_specs():
     renamed = unique_names([spec, spec, spec])
     assert [s.name for s in renamed] == ["tiny", "tiny-2", "tiny-3"]
     assert folder_name("OpenCV MIL") == "OpenCV_MIL"
+
+
+def test_weights_by_file_name_come_from_the_weights_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not found from here, so the weights folder must answer
+    previous = parse_tracker_spec("weights=bundled_small.safetensors")
+    assert previous.name == "bundled_small"
+    assert previous.make().tracker.network is not None
+    with pytest.raises(InputError, match=r"weights file nothing\.safetensors not found.*--tracker"):
+        parse_tracker_spec("weights=nothing.safetensors")
 
 
 def test_bundled_spec_takes_options_but_not_another_model(monkeypatch, tmp_path):

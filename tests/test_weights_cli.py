@@ -94,6 +94,17 @@ def test_converted_file_gives_an_identical_forward(converted):
         assert (got[key] - forward[key]).abs().max().item() <= 1e-4, key  # and still the official numbers
 
 
+def test_converting_our_file_again_keeps_its_training_record(converted, tmp_path):
+    trained = tmp_path / "trained.safetensors"
+    model, cfg = load_model(None, converted)
+    save_safetensors(model, cfg, trained, extra={"training_command": "python -m tracker.train ...", "seed": "7"})
+    again = tmp_path / "again.safetensors"
+    assert main(["convert", str(trained), str(again)]) == 0
+    meta = read_checkpoint(again).metadata
+    assert (meta["training_command"], meta["seed"]) == ("python -m tracker.train ...", "7")
+    assert meta["source_sha256"] == file_sha256(trained)
+
+
 def test_converted_file_records_where_it_came_from(converted):
     meta = read_checkpoint(converted).metadata
     assert meta["source_file"] == FULL.name
@@ -115,6 +126,20 @@ def test_convert_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", str(FULL), str(out), "--config", str(TINY_YAML), "--force"]) == 0
     assert read_checkpoint(out).config is not None
     assert not list(tmp_path.glob("*.partial.*"))
+
+
+def test_convert_embeds_set_keys_and_refuses_unknown_ones(tmp_path, capsys):
+    out = tmp_path / "calibrated.safetensors"
+    args = ["convert", str(FULL), str(out), "--config", str(TINY_YAML)]
+    assert main([*args, "--set", "TRACK.PRESENCE.BIAS=-3.5", "--set", "TRACK.LOST_SCORE=0.25"]) == 0
+    _, cfg = load_model(None, out)  # the app reads the calibration from the file, no config flag needed
+    assert (cfg.track.presence.bias, cfg.track.lost_score) == (-3.5, 0.25)
+    meta = read_checkpoint(out).metadata
+    assert meta["config_overrides"] == "TRACK.PRESENCE.BIAS=-3.5 TRACK.LOST_SCORE=0.25"
+    assert meta["source_file"] == FULL.name
+    assert main([*args, "--force", "--set", "TRACK.NO_SUCH_KEY=1"]) == 1
+    assert "NO_SUCH_KEY" in _assert_one_line_error(capsys.readouterr().err)
+    assert load_model(None, out)[1].track.lost_score == 0.25  # the failed run left the file as it was
 
 
 # ------------------------------------------------------------------------------------------------------------

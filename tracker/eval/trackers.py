@@ -23,6 +23,7 @@ from tracker.errors import CheckpointError, InputError
 from tracker.eval.baselines import BASELINES, PEERS_DIR, baseline_available, build_baseline
 from tracker.target import Target
 from tracker.types import Box, TrackResult
+from tracker.weights import resolve_weights
 
 SPEC_KEYS = ("config", "weights", "name", "device", "backend", "precision")
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # TEST.SEARCH_FACTOR
@@ -71,8 +72,8 @@ def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
         weights = str(_bundled_weights())  # resolved now, so a missing bundle fails before any tracker runs
     elif not config and not weights:
         raise InputError(f"tracker '{text}' names no model; use bundled or config=NAME,weights=PATH")
-    if weights is not None and not Path(weights).expanduser().is_file():
-        raise InputError(f"weights file {weights} does not exist; check the path in --tracker")
+    if weights is not None:
+        weights = str(_named_weights(weights))
     device = fields.get("device", default_device)
     backend, precision = fields.get("backend", "auto"), fields.get("precision", "auto")
     name = fields.get("name") or _default_name(bundled, config, weights, backend, precision)
@@ -82,6 +83,14 @@ def parse_tracker_spec(text: str, default_device: str = "auto") -> TrackerSpec:
             build_tracker(config, weights, device, backend=backend, precision=precision, overrides=overrides)
         ),
     )
+
+
+def _named_weights(weights: str) -> Path:
+    """A path, or a file name in ``weights/`` (``bundled_small.safetensors``), as the app's ``--weights`` takes it."""
+    try:
+        return resolve_weights(weights)
+    except CheckpointError as error:
+        raise InputError(f"{error} (in --tracker)") from None
 
 
 def _bundled_weights() -> Path:

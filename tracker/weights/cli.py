@@ -4,7 +4,7 @@ Errors: one line on stderr, exit 1; ``--debug`` also prints the traceback::
 
     python -m tracker.weights list               # what is in weights/, listed or not
     python -m tracker.weights verify [FILE ...]  # sha256 against the manifest; exit 1 on mismatch/missing
-    python -m tracker.weights convert IN OUT.safetensors [--config NAME]
+    python -m tracker.weights convert IN OUT.safetensors [--config NAME] [--set KEY=VALUE ...]
     python -m tracker.weights average OUT.safetensors IN IN [...]  # uniform weight average ("model soup")
     python -m tracker.weights info FILE          # architecture, config, parameters, dtypes, format
 """
@@ -24,7 +24,7 @@ import torch
 from tracker.arch import config_advice, describe, parameter_count
 from tracker.build import load_model, model_from
 from tracker.checkpoint import MAX_LISTED, Checkpoint, read_checkpoint, save_safetensors
-from tracker.config import Config
+from tracker.config import Config, parse_overrides
 from tracker.errors import CheckpointError, TrackerError
 from tracker.models.ostrack import OSTrack
 from tracker.resolve import EMBEDDED, ResolvedModel, config_for, resolve_model
@@ -107,11 +107,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     target = _new_output(args.output, args.force)
-    resolved = resolve_model(args.config, args.input, weights_dir=args.dir)
+    overrides = parse_overrides(args.set)
+    resolved = resolve_model(args.config, args.input, overrides, weights_dir=args.dir)
     # A config read from a YAML path is named by that path; embed only its stem, not this machine's folders.
     cfg = dataclasses.replace(resolved.config, name=Path(resolved.config.name).stem)
     model = model_from(dataclasses.replace(resolved, config=cfg))
-    _write_checked(model, cfg, target, _provenance(resolved))
+    extra = _provenance(resolved)
+    if overrides:
+        extra["config_overrides"] = " ".join(f"{key}={value}" for key, value in overrides.items())
+    _write_checked(model, cfg, target, extra)
     return 0
 
 
@@ -169,9 +173,15 @@ def _write_checked(model: OSTrack, cfg: Config, target: Path, extra: dict[str, s
     print(f"wrote {target} (config {cfg.name}, {size}, sha256 {sha}); it loads to an identical model")
 
 
+# Keys save_safetensors writes afresh; every other key of the source (training command, seed, data, wall time)
+# is its provenance and travels with the tensors.
+_REWRITTEN_KEYS = ("format", "config", "config_name")
+
+
 def _provenance(resolved: ResolvedModel) -> dict[str, str]:
     source = resolved.provenance
-    extra = {
+    kept = {key: value for key, value in source.metadata.items() if key not in _REWRITTEN_KEYS}
+    extra = kept | {
         "source_file": source.weights.name,
         "source_sha256": file_sha256(source.weights),
         "source_layout": source.layout,
@@ -270,6 +280,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("output", help="the .safetensors file to write")
     convert.add_argument("--config", help="config name or YAML (default: inferred from the tensor shapes)")
     convert.add_argument("--force", action="store_true", help="replace an existing output file")
+    convert.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="change one config key before embedding it (dotted, YAML value), e.g. a calibration fitted after training",
+    )
     average = sub.add_parser("average", help="uniform weight average of fine-tunes of one model (a model soup)")
     average.add_argument("output", help="the .safetensors file to write")
     average.add_argument("inputs", nargs="+", help="two or more weights files with the same MODEL config")
