@@ -16,6 +16,7 @@ config, the share of negative frames weak and of positive frames weak, single an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from leave_return import composite_frames, composite_truth, machine_line, select_plans, set_threads  # noqa: E402
 
 from tracker import Box, build_tracker  # noqa: E402
-from tracker.config import PresenceConfig, TrackConfig  # noqa: E402
+from tracker.config import PresenceConfig, TrackConfig, parse_overrides  # noqa: E402
 from tracker.eval.datasets import load_dataset  # noqa: E402
 from tracker.eval.metrics import iou, roc_auc  # noqa: E402
 from tracker.presence import ColourReference, presence  # noqa: E402
@@ -60,8 +61,9 @@ def clip_signals(tracker, sequence, donor, plan) -> dict:
     return {"peak": peaks, "colour": colours, "positive": positive.tolist(), "negative": replaced[1:].tolist()}
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, colour_update: float = 0.0) -> PresenceConfig:
-    """Maximum-likelihood logistic regression (L-BFGS), balanced so both kinds of frame weigh the same."""
+def fit_logistic(features: np.ndarray, labels: np.ndarray, colours: PresenceConfig | None = None) -> PresenceConfig:
+    """Maximum-likelihood logistic regression (L-BFGS), balanced so both kinds of frame weigh the same; the colour
+    model's own settings are kept from ``colours``."""
     x, y = torch.tensor(features, dtype=torch.float64), torch.tensor(labels, dtype=torch.float64)
     weight = torch.where(y > 0, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     coef = torch.zeros(features.shape[1] + 1, dtype=torch.float64, requires_grad=True)
@@ -75,9 +77,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, colour_update: float 
 
     optimiser.step(loss)
     w = coef.detach().tolist()
-    return PresenceConfig(
-        score_weight=round(w[0], 3), colour_weight=round(w[1], 3), bias=round(w[2], 3), colour_update=colour_update
-    )
+    fitted = {"score_weight": round(w[0], 3), "colour_weight": round(w[1], 3), "bias": round(w[2], 3)}
+    return dataclasses.replace(colours or PresenceConfig(), **fitted)
 
 
 def weak_runs(values: np.ndarray, threshold: float, run: int) -> np.ndarray:
@@ -136,10 +137,13 @@ def main() -> None:
     parser.add_argument("--config", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="change one config key (dotted, YAML value)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     threads = set_threads(args.threads)
-    tracker = build_tracker(args.config, args.weights)
+    tracker = build_tracker(args.config, args.weights, overrides=parse_overrides(args.set))
     sequences = load_dataset(args.dataset)
     by_name = {s.name: s for s in sequences}
     clips = {}
@@ -151,7 +155,7 @@ def main() -> None:
     negative = np.concatenate([np.array(c["negative"]) for c in clips.values()])
     features = np.concatenate([np.stack([c["peak"], c["colour"]], 1) for c in clips.values()])
     keep = positive | negative
-    fit = fit_logistic(features[keep], positive[keep].astype(float), tracker.cfg.track.presence.colour_update)
+    fit = fit_logistic(features[keep], positive[keep].astype(float), tracker.cfg.track.presence)
     report = {
         "command": "python benchmarks/calibrate_presence.py " + shlex.join(sys.argv[1:]),
         "machine": machine_line(threads),
