@@ -11,6 +11,10 @@ of each signal and of the fit, per clip the median presence on both kinds of fra
 config, the share of negative frames weak and of positive frames weak, single and in runs of ``LOST_FRAMES``.
 
     python benchmarks/calibrate_presence.py --dataset ../shared/data/train/sequences --out runs/calibration
+
+It also prints, for other ``TRACK.LOST_SCORE`` / ``TRACK.LOST_FRAMES``, the shares of absent and of visible frames
+in LOST runs (the trade-off those two settings make). ``--signals runs/calibration/presence_signals.json`` refits
+and reports from an earlier run's per-frame signals, without tracking again.
 """
 
 from __future__ import annotations
@@ -124,7 +128,27 @@ def summary(clips: dict, fit: PresenceConfig, track: TrackConfig) -> dict:
         "visible_in_lost_runs": float(np.mean([runs[n][pos[n]].mean() for n in clips if pos[n].any()])),
         "absent_found_level": float(np.concatenate([p[n][neg[n]] >= track.recover_score for n in clips]).mean()),
     }
-    return {"roc_auc": aucs, "at_thresholds": every, "per_clip": per_clip}
+    return {"roc_auc": aucs, "at_thresholds": every, "trade_off": trade_off(p, pos, neg), "per_clip": per_clip}
+
+
+SWEEP_SCORES = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+SWEEP_FRAMES = (2, 3, 5)
+
+
+def trade_off(presence_of: dict, pos: dict, neg: dict) -> list[dict]:
+    """For other LOST thresholds: the mean over clips of the share of absent frames, and of visible on-target
+    frames, that fall in a LOST run (what ``TRACK.LOST_SCORE`` and ``TRACK.LOST_FRAMES`` trade against each other)."""
+    rows = []
+    for score in SWEEP_SCORES:
+        for frames in SWEEP_FRAMES:
+            runs = {n: weak_runs(p, score, frames) for n, p in presence_of.items()}
+            rows.append({
+                "lost_score": score,
+                "lost_frames": frames,
+                "absent_in_lost_runs": float(np.mean([runs[n][neg[n]].mean() for n in runs])),
+                "visible_in_lost_runs": float(np.mean([runs[n][pos[n]].mean() for n in runs if pos[n].any()])),
+            })
+    return rows
 
 
 def _median(values: np.ndarray) -> float | None:
@@ -141,16 +165,22 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="change one config key (dotted, YAML value)"
     )
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--signals", type=Path, help="presence_signals.json of an earlier run with the same weights: refit only"
+    )
     args = parser.parse_args()
     threads = set_threads(args.threads)
     tracker = build_tracker(args.config, args.weights, overrides=parse_overrides(args.set))
     sequences = load_dataset(args.dataset)
     by_name = {s.name: s for s in sequences}
-    clips = {}
-    for plan in select_plans(sequences, None, None):
-        if plan.skip is None:
-            clips[plan.sequence] = clip_signals(tracker, by_name[plan.sequence], by_name[plan.donor], plan)
-            print(f"  {plan.sequence}", file=sys.stderr, flush=True)
+    if args.signals:  # the per-frame signals of an earlier run: refit and report without tracking again
+        clips = json.loads(args.signals.read_text(encoding="utf-8"))
+    else:
+        clips = {}
+        for plan in select_plans(sequences, None, None):
+            if plan.skip is None:
+                clips[plan.sequence] = clip_signals(tracker, by_name[plan.sequence], by_name[plan.donor], plan)
+                print(f"  {plan.sequence}", file=sys.stderr, flush=True)
     positive = np.concatenate([np.array(c["positive"]) for c in clips.values()])
     negative = np.concatenate([np.array(c["negative"]) for c in clips.values()])
     features = np.concatenate([np.stack([c["peak"], c["colour"]], 1) for c in clips.values()])
@@ -167,6 +197,10 @@ def main() -> None:
     (args.out / "presence_signals.json").write_text(json.dumps(clips), encoding="utf-8")
     (args.out / "presence_calibration.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(json.dumps({k: report[k] for k in ("fit", "frames", "roc_auc", "at_thresholds")}, indent=2))
+    print("LOST_SCORE LOST_FRAMES  absent in LOST runs  visible in LOST runs")
+    for row in report["trade_off"]:
+        print(f"{row['lost_score']:>10} {row['lost_frames']:>11}  {row['absent_in_lost_runs']:>19.3f}  "
+              f"{row['visible_in_lost_runs']:>20.3f}")
 
 
 if __name__ == "__main__":

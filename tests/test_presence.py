@@ -87,3 +87,15 @@ def test_a_one_pixel_box_still_has_colours():
     reference = ColourReference(image, Box(20, 20, 1, 1))
     assert reference.similarity(image, Box(30, 30, 1, 1)) == pytest.approx(1.0, abs=1e-6)
     assert reference.similarity(image, Box(150, 30, 1, 1)) < 0.05
+
+
+def test_the_trade_off_counts_absent_and_visible_frames_in_lost_runs_per_threshold():
+    calib = _calibration()
+    presence_of = {"clip": np.array([0.9, 0.35, 0.35, 0.9, 0.05, 0.05, 0.05, 0.05])}
+    visible = {"clip": np.array([True, True, True, True, False, False, False, False])}
+    absent = {"clip": ~visible["clip"]}
+    rows = {(r["lost_score"], r["lost_frames"]): r for r in calib.trade_off(presence_of, visible, absent)}
+    assert rows[0.4, 2]["visible_in_lost_runs"] == 0.25  # the dip to 0.35 lasts two frames: its second is LOST
+    assert rows[0.3, 2]["visible_in_lost_runs"] == 0.0
+    assert rows[0.4, 2]["absent_in_lost_runs"] == 0.75  # the first absent frame only starts the run
+    assert rows[0.4, 5]["absent_in_lost_runs"] == 0.0
