@@ -94,6 +94,12 @@ start = int(sys.argv[2])
 boxes = [[float(v) for v in line.split(",")] for line in lines]
 assert len(boxes) > start, f"only {len(boxes)} result lines; tracking started on frame {start}"
 assert all(math.isnan(v) for box in boxes[:start] for v in box), "lines before the drag should be nan"
-assert all(math.isfinite(v) for box in boxes[start:] for v in box), "lines after the drag should be boxes"
-print(f"results: {len(boxes)} lines, nan before frame {start}, first box {boxes[start]}, last box {boxes[-1]}")
+after = boxes[start:]
+assert all(math.isfinite(v) for v in after[0]), "the line of the drag's frame should be the drawn box"
+# Later lines are boxes, or all nan on frames the tracker reports LOST (no box is written for those).
+assert all(all(map(math.isfinite, box)) or all(map(math.isnan, box)) for box in after), "half-written lines"
+lost = sum(math.isnan(box[0]) for box in after)
+assert lost < len(after) - 1, "no box was tracked after the drag"
+print(f"results: {len(boxes)} lines, nan before frame {start}, first box {after[0]}, last line {boxes[-1]}, "
+      f"{lost} of {len(after)} lines after the drag LOST")
 EOF
