@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -59,6 +60,29 @@ def test_same_seed_gives_bit_identical_weights_with_or_without_workers(data_root
     assert _same_weights(first.final_weights, second.final_weights)
     other_seed = train(_options(data_roots, tmp_path / "c", max_steps=3, seed=8))
     assert not _same_weights(first.final_weights, other_seed.final_weights)
+
+
+def _with_teacher(path, weight=1.0):
+    cfg = load_config(fx.TRAIN_YAML)
+    return replace(cfg, train=replace(cfg.train, distill_weight=weight, distill_teacher=str(path)))
+
+
+def test_distillation_from_nanotrack_v3_adds_its_term_and_stays_reproducible(data_roots, tmp_path):
+    teacher = ROOT.parent / "shared" / "peers" / "nanotrack_v3" / "nanotrack_v3.safetensors"
+    if not teacher.is_file():
+        pytest.skip("the NanoTrack v3 weights are not beside the repo")
+    plain = train(_options(data_roots, tmp_path / "plain", max_steps=2))
+    taught = train(_options(data_roots, tmp_path / "a", max_steps=2, config=_with_teacher(teacher)))
+    again = train(_options(data_roots, tmp_path / "b", max_steps=2, config=_with_teacher(teacher)))
+    assert _same_weights(taught.final_weights, again.final_weights)
+    assert not _same_weights(plain.final_weights, taught.final_weights)
+    logged = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    steps = [entry for entry in logged if "loss" in entry]
+    assert steps and all(entry["distill"] > 0 for entry in steps)
+    plain_log = (tmp_path / "plain" / "log.jsonl").read_text().splitlines()
+    assert not any("distill" in json.loads(line) for line in plain_log)
+    with pytest.raises(InputError, match="DISTILL_TEACHER"):
+        train(_options(data_roots, tmp_path / "c", max_steps=1, config=_with_teacher(tmp_path / "none.safetensors")))
 
 
 def test_stop_and_resume_matches_an_uninterrupted_run(data_roots, tmp_path):

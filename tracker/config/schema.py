@@ -90,7 +90,11 @@ class TrainConfig:
     """The official training keys plus ours for a pretrained stem (MODEL.BACKBONE.STEM nanotrack_v3):
     ``stem_freeze_epoch``, the epochs during which the stem's weights stay as loaded, and ``stem_multiplier``, the
     stem's LR as a fraction of the backbone's once it trains. The stem's BatchNorm statistics are never updated:
-    batches of 16 pairs would only blur the ones learnt on millions of frames."""
+    batches of 16 pairs would only blur the ones learnt on millions of frames.
+
+    ``distill_weight`` > 0 adds that times the binary cross-entropy between the student's score map and NanoTrack
+    v3's target probabilities on the same crops (``tracker.train.distill``), read from ``distill_teacher``, the
+    released ``nanotrack_v3.safetensors``."""
 
     lr: float = 0.0001
     weight_decay: float = 0.0001
@@ -113,6 +117,8 @@ class TrainConfig:
     drop_path_rate: float = 0.1
     stem_freeze_epoch: float = 0.0
     stem_multiplier: float = 1.0
+    distill_weight: float = 0.0
+    distill_teacher: str = ""
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 

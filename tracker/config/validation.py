@@ -68,6 +68,10 @@ def validate(cfg: Config, source: str) -> Config:
         fail(f"TRAIN.STEM_FREEZE_EPOCH must be 0 or more epochs, got {cfg.train.stem_freeze_epoch}")
     if not (math.isfinite(cfg.train.stem_multiplier) and cfg.train.stem_multiplier >= 0):
         fail(f"TRAIN.STEM_MULTIPLIER must be 0 (a stem that never trains) or more, got {cfg.train.stem_multiplier}")
+    if not (math.isfinite(cfg.train.distill_weight) and cfg.train.distill_weight >= 0):
+        fail(f"TRAIN.DISTILL_WEIGHT must be 0 (off) or more, got {cfg.train.distill_weight}")
+    if cfg.train.distill_weight > 0 and not cfg.train.distill_teacher:
+        fail("TRAIN.DISTILL_WEIGHT needs TRAIN.DISTILL_TEACHER: the path of nanotrack_v3.safetensors")
     _validate_test_and_track(cfg, fail)
     _validate_grounding(cfg.grounding, fail)
     return cfg

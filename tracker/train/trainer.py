@@ -38,6 +38,7 @@ from tracker.train.checkpoints import (
     save_training_checkpoint,
     set_rng_state,
 )
+from tracker.train.distill import TeacherMaps, distill_loss
 from tracker.train.distributed import default_threads, init_distributed, make_deterministic, seed_everything
 from tracker.train.loader import make_loader, read_sources
 from tracker.train.losses import TrackingLoss
@@ -76,6 +77,7 @@ class Trainer:
         self.amp = self.cfg.train.amp and self.info.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.info.device.type, enabled=self.amp)
         self.loss = TrackingLoss(self.cfg)
+        self.teacher = self._make_teacher()
         self.validator = self._make_validator()
         self.progress = Progress()
         self._resume_if_asked()
@@ -96,6 +98,16 @@ class Trainer:
         self.focus = None if focus is None else focus.unsqueeze(0).to(self.info.device)
 
     # -- setup helpers ---------------------------------------------------------------------------------
+
+    def _make_teacher(self) -> TeacherMaps | None:
+        if self.cfg.train.distill_weight <= 0:
+            return None
+        path = Path(self.cfg.train.distill_teacher)
+        if not path.is_file():
+            raise InputError(f"TRAIN.DISTILL_TEACHER {path} is not a file; give the path of nanotrack_v3.safetensors")
+        data = self.cfg.data
+        teacher = TeacherMaps(path, tuple(data.mean), tuple(data.std), self.cfg.search_tokens_side)
+        return teacher.to(self.info.device)
 
     def _make_validator(self) -> Validator | None:
         if self.options.val_fn:
@@ -207,8 +219,12 @@ class Trainer:
         with torch.autocast(self.info.device.type, enabled=self.amp):  # float16 on GPU only
             outputs = self.net(batch.template, batch.search, ce_template_mask=self.focus, ce_keep_rate=keep)
             terms = self.loss(outputs, batch.search_box)
+        total, extra = terms.total, ()
+        if self.teacher is not None:
+            distill = distill_loss(outputs["score_map"], self.teacher(batch.template, batch.search))
+            total, extra = total + self.cfg.train.distill_weight * distill, (float(distill.detach()),)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(terms.total).backward()
+        self.scaler.scale(total).backward()
         if self.cfg.train.grad_clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
@@ -216,15 +232,15 @@ class Trainer:
         self.scaler.update()
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
-        total = float(terms.total.detach())
-        return (total, terms.giou, terms.l1, terms.focal, terms.mean_iou, lr, 1.0 if keep is None else keep)
+        keep_rate = 1.0 if keep is None else keep
+        return (float(total.detach()), terms.giou, terms.l1, terms.focal, terms.mean_iou, lr, keep_rate, *extra)
 
     def _log_window(self, window: list[tuple[float, ...]], seconds: float) -> None:
         means = torch.tensor(window, dtype=torch.float64).mean(dim=0)
         if self.info.world > 1:
             dist.all_reduce(means)
             means /= self.info.world
-        loss, giou, l1, focal, iou, lr, keep = means.tolist()
+        loss, giou, l1, focal, iou, lr, keep, *distill = means.tolist()
         step = self.progress.step
         rate = len(window) * self.cfg.train.batch_size * self.info.world / max(seconds, 1e-9)
         entry = {
@@ -239,6 +255,8 @@ class Trainer:
             "keep_rate": keep,
             "samples_per_s": rate,
         }
+        if distill:
+            entry["distill"] = distill[0]
         self.record(entry)
         self.say(
             f"step {step}/{self.total_steps} ep {entry['epoch']:.2f} loss {loss:.4f} (giou {giou:.3f} l1 {l1:.4f} "
