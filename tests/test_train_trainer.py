@@ -15,7 +15,7 @@ from tests import train_fixtures as fx
 from tests.helpers import ROOT
 from tracker import build_tracker
 from tracker.config import load_config
-from tracker.errors import InputError
+from tracker.errors import CheckpointError, InputError
 from tracker.train import TrainOptions, train
 from tracker.train.__main__ import main as cli_main
 
@@ -98,6 +98,22 @@ def test_stop_and_resume_matches_an_uninterrupted_run(data_roots, tmp_path):
     assert _same_weights(whole.final_weights, resumed.final_weights)
     assert resumed.best_metric == whole.best_metric
     assert _same_weights(whole.best_weights, resumed.best_weights)
+
+
+def test_a_run_resumes_across_schema_additions_but_not_across_a_changed_setting(data_roots, tmp_path):
+    part = train(_options(data_roots, tmp_path / "run", max_steps=2))
+    assert part.step == 2
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    payload = torch.load(last, map_location="cpu", weights_only=False)
+    # As a checkpoint written before the distillation keys existed: their lines absent, their defaults implied.
+    older = "\n".join(line for line in payload["config"].splitlines() if "DISTILL" not in line)
+    assert older != payload["config"]
+    torch.save({**payload, "config": older}, last)
+    assert train(_options(data_roots, tmp_path / "run", max_steps=3, resume="auto")).step == 3
+    changed = torch.load(last, map_location="cpu", weights_only=False)
+    torch.save({**changed, "config": changed["config"].replace("GIOU_WEIGHT: 2.0", "GIOU_WEIGHT: 3.0")}, last)
+    with pytest.raises(CheckpointError, match="another config"):
+        train(_options(data_roots, tmp_path / "run", max_steps=4, resume="auto"))
 
 
 def test_best_checkpoint_follows_the_validation_hook(data_roots, tmp_path):

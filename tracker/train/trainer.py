@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from tracker.checkpoint import save_safetensors
+from tracker.config import config_from_yaml_text
 from tracker.errors import CheckpointError, InputError
 from tracker.models.candidate import template_focus_mask
 from tracker.train.checkpoints import (
@@ -99,6 +100,14 @@ class Trainer:
 
     # -- setup helpers ---------------------------------------------------------------------------------
 
+    def _same_config(self, saved_yaml: str, path: Path) -> bool:
+        """Whether a checkpoint's config is this run's. Compared as configs, not as text, so that keys added to the
+        schema since (read back at their defaults, which keep the old behaviour) do not stop a resume."""
+        if saved_yaml == self.cfg.to_yaml():
+            return True
+        saved = config_from_yaml_text(saved_yaml, source=f"{path} (config)", name=self.cfg.name)
+        return saved == self.cfg
+
     def _make_teacher(self) -> TeacherMaps | None:
         if self.cfg.train.distill_weight <= 0:
             return None
@@ -128,7 +137,7 @@ class Trainer:
         if resume == "auto" and not path.is_file():
             return
         payload = load_training_checkpoint(path)
-        if payload["config"] != self.cfg.to_yaml():
+        if not self._same_config(payload["config"], path):
             raise CheckpointError(f"{path} was made with another config; resume with the same --config")
         if payload["seed"] != self.options.seed or payload["world"] != self.info.world:
             raise CheckpointError(
