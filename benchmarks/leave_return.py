@@ -25,6 +25,7 @@ step fails (CSRT and KCF have thresholds for that).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -42,6 +43,8 @@ import cv2
 import numpy as np
 import torch
 
+from tracker.build import build_tracker
+from tracker.config import parse_overrides
 from tracker.errors import InputError, TrackerError
 from tracker.eval.baselines import BASELINES, PEERS_DIR, OpenCVTracker
 from tracker.eval.cli import tracker_specs
@@ -51,8 +54,10 @@ from tracker.eval.report import markdown_table, text_table
 from tracker.eval.runner import seed_everything
 from tracker.eval.sequence import Sequence, visible_mask
 from tracker.eval.trackers import SkippedTracker, Tracker, TrackerSpec
+from tracker.grounding import build_grounder
+from tracker.session import Session
 from tracker.threads import THREADS_ENV, configure_cpu_threads, physical_cores
-from tracker.types import Box, TrackResult
+from tracker.types import Box, Frame, TrackResult, TrackState
 
 MIN_START = 10  # frames tracked before the target leaves, at least
 MIN_GAP = 10
@@ -288,6 +293,60 @@ def run_composite(tracker: Tracker, sequence: Sequence, donor: Sequence, plan: P
     return SequenceResult(sequence.name, score, float(np.mean(times)) if times else float("nan"), len(times))
 
 
+def run_query_composite(session: Session, sequence: Sequence, donor: Sequence, plan: Plan, seed: int = 0
+                        ) -> SequenceResult:
+    """Start a grounding session from ``sequence``'s caption alone (no box), run it through the composite, score
+    it. While grounding, the session's box is its best candidate; LOST means no box."""
+    if not sequence.language:
+        raise InputError(f"sequence {sequence.name} has no language.txt; a query session needs its caption")
+    gt, absent, replaced = composite_truth(sequence, plan)
+    seed_everything(seed)
+    session.reset()
+    session.set_query(sequence.language)
+    boxes, lost, times = [], [], []
+    for index, frame in enumerate(composite_frames(sequence, donor, plan)):
+        result = session.step(Frame(index, index / 30.0, frame))
+        times.append(result.elapsed_ms)
+        gone = result.box is None or result.state is TrackState.LOST
+        boxes.append(4 * [float("nan")] if gone else result.box.as_list())
+        lost.append(gone)
+    score = leave_return_scores(np.asarray(boxes), np.asarray(lost), gt, absent, replaced, plan.return_index)
+    return SequenceResult(sequence.name, score, float(np.mean(times)), len(times))
+
+
+def query_session(spec: str) -> tuple[str, Session]:
+    """The row name and the app's query session for ``--query`` text ``GROUNDER[,KEY=VALUE...][,name=NAME]``: the
+    grounder (``default``: the bundled one) with those run-time settings, handing over to the bundled tracker and
+    following one target (each composite has one)."""
+    weights, *rest = (part.strip() for part in spec.split(","))
+    name = next((p.partition("=")[2] for p in rest if p.startswith("name=")), f"query session ({Path(weights).stem})")
+    settings = parse_overrides([p for p in rest if not p.startswith("name=")], "--query")
+    grounder = build_grounder(weights=None if weights == "default" else weights, device="cpu", settings=settings)
+    grounder.gcfg = dataclasses.replace(grounder.gcfg, max_targets=1)
+    return name, Session(build_tracker(device="cpu"), grounder=grounder)
+
+
+def run_queries(
+    queries: list[str], sequences: list[Sequence], plans: list[Plan], seed: int = 0
+) -> dict[str, list[SequenceResult]]:
+    """Every grounder in ``queries`` as a query session on every planned composite, progress on stderr."""
+    by_name = {s.name: s for s in sequences}
+    results: dict[str, list[SequenceResult]] = {}
+    for spec in queries:
+        name, session = query_session(spec)
+        results[name] = []
+        for plan in (p for p in plans if p.skip is None):
+            one = run_query_composite(session, by_name[plan.sequence], by_name[plan.donor], plan, seed)
+            results[name].append(one)
+            print(f"{name} | {plan.sequence}: {_line(one.score)}", file=sys.stderr, flush=True)
+    return results
+
+
+def _line(s: LeaveReturnScore) -> str:
+    return (f"lost on absent {_num(s.lost_on_absent)}, success after return {_num(s.success_after_return)}, "
+            f"found after {_found(s.frames_to_found)}")
+
+
 def run_all(
     specs: list[TrackerSpec], sequences: list[Sequence], plans: list[Plan], seed: int = 0
 ) -> dict[str, list[SequenceResult]]:
@@ -302,10 +361,7 @@ def run_all(
         for plan in (p for p in plans if p.skip is None):
             one = run_composite(tracker, by_name[plan.sequence], by_name[plan.donor], plan, seed)
             results[spec.name].append(one)
-            s = one.score
-            line = (f"lost on absent {_num(s.lost_on_absent)}, success after return {_num(s.success_after_return)}, "
-                    f"found after {_found(s.frames_to_found)}")
-            print(f"{spec.name} | {plan.sequence}: {line}", file=sys.stderr, flush=True)
+            print(f"{spec.name} | {plan.sequence}: {_line(one.score)}", file=sys.stderr, flush=True)
     return results
 
 
@@ -420,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="as python -m tracker.eval takes it, e.g. 'bundled,TRACK.REDETECT.ENABLED=false'; "
                              "repeat for several")
     parser.add_argument("--baselines", default="", help=f"comma-separated: {', '.join(BASELINES)} (or 'all')")
+    parser.add_argument("--query", action="append", default=[], metavar="GROUNDER",
+                        help="also start a query session from each clip's language.txt, no box: the grounder's "
+                             "weights file or 'default' (the bundled one), then optional KEY=VALUE run-time "
+                             "settings and name=NAME, comma-separated; repeat for several")
     parser.add_argument("--out", type=Path, default=Path("runs/leave_return"), help="output folder")
     parser.add_argument("--max-sequences", type=int, help="run only the first N composites (in name order)")
     parser.add_argument("--max-frames", type=int, help="cut every clip to this many frames before planning")
@@ -463,10 +523,11 @@ def run(args: argparse.Namespace, command: str) -> list[TrackerSummary]:
     plans = select_plans(sequences, args.max_frames, args.max_sequences)
     if not any(p.skip is None for p in plans):
         raise InputError(f"no clip in {args.dataset} is long enough for a composite; see the skip reasons")
-    specs, skipped = tracker_specs(args.tracker, args.baselines, args.device, args.peers)
+    only_queries = args.query and not (args.tracker or args.baselines)
+    specs, skipped = ([], []) if only_queries else tracker_specs(args.tracker, args.baselines, args.device, args.peers)
     for item in skipped:
         print(f"skipping {item.name}: {item.reason}", file=sys.stderr)
-    results = run_all(specs, sequences, plans, args.seed)
+    results = run_all(specs, sequences, plans, args.seed) | run_queries(args.query, sequences, plans, args.seed)
     summaries = [summarise(name, runs) for name, runs in results.items()]
     machine = machine_line(threads)
     args.out.mkdir(parents=True, exist_ok=True)

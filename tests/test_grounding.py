@@ -12,6 +12,7 @@ from tests.helpers import ROOT
 from tracker import Box, CheckpointError, InputError, build_grounder
 from tracker.checkpoint import save_safetensors
 from tracker.config import load_config
+from tracker.errors import ConfigError
 from tracker.grounding import (
     Grounder,
     PresenceEvents,
@@ -154,6 +155,11 @@ def test_weights_round_trip_and_mismatch(tmp_path):
     assert run(grounder, [image]) == run(loaded, [image])
     with pytest.raises(CheckpointError, match="does not fit"):
         build_grounder("grounding_hashed", path, device="cpu")
+    tuned = build_grounder(weights=path, device="cpu", settings={"GROUNDING.REJECTED_MEMORY": "0"})
+    assert tuned.gcfg.rejected_memory == 0 and loaded.gcfg.rejected_memory == 8
+    assert run(tuned, [image]) == run(grounder, [image])  # a run-time setting, the same network
+    with pytest.raises(ConfigError, match=r"unknown key GROUNDING\.REJECTED"):
+        build_grounder(weights=path, device="cpu", settings={"GROUNDING.REJECTED": "0"})
 
 
 def test_no_bundled_model_and_no_config_is_a_clear_error(monkeypatch):

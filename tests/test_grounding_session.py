@@ -150,3 +150,28 @@ def test_several_matches_followed_by_opencv_trackers_step_one_by_one():
     results = [s.step(frame(i)) for i in range(1, 5)]
     assert sorted(t.target_id for t in results[-1].targets) == [1, 2]
     assert all(t.box is not None and t.box.is_finite() for t in results[-1].targets)
+
+
+@pytest.mark.parametrize("memory", [8, 0])
+def test_a_lost_target_does_not_jump_to_a_candidate_passed_over_at_hand_over(memory):
+    script = [(0.9, [NEAR, FAR]), (0.9, [NEAR, FAR]), (0.1, [])]
+    tracker = build_tracker(TINY_YAML, TINY_WEIGHTS, device="cpu")
+    grounder = ScriptedGrounder(script)
+    grounder.gcfg = dataclasses.replace(GCFG, max_targets=1, rejected_memory=memory)
+    cfg = dataclasses.replace(TrackConfig(), lost_score=2.0, lost_frames=2, recover_score=2.0)
+    s = Session(tracker, cfg, grounder=grounder)
+    s.set_query("the blue square")
+    s.step(frame(0))
+    handed = s.step(frame(1))
+    assert handed.box == NEAR and len(handed.targets) == 1  # FAR was a candidate, passed over
+    assert [s.step(frame(i)).state for i in range(2, 5)][-1] is TrackState.LOST
+    s.grounder.script.append((0.9, [FAR]))  # the only match now is the one passed over
+    after = s.step(frame(5))
+    if memory:
+        assert after.state is TrackState.LOST and after.box is None
+        back = Box(70, 120, 50, 50)  # looks like the target (the scripted appearance follows x)
+        s.grounder.script.append((0.9, [FAR, back]))
+        found = s.step(frame(6))
+        assert found.state is TrackState.RECOVERED and found.box == back and found.target_id == 1
+    else:
+        assert after.state is TrackState.RECOVERED and after.box == FAR  # without the memory it jumps

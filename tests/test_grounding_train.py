@@ -16,7 +16,13 @@ from tracker.config import load_config
 from tracker.errors import InputError
 from tracker.grounding import letterbox
 from tracker.models.grounding import GroundingNet
-from tracker.train_grounding.captions import absent_caption, colour_word, label_caption, mirror_caption
+from tracker.train_grounding.captions import (
+    absent_caption,
+    colour_word,
+    contrast_caption,
+    label_caption,
+    mirror_caption,
+)
 from tracker.train_grounding.data import (
     GroundingDataset,
     boxes_in_view,
@@ -68,6 +74,21 @@ def test_negatives_name_a_kind_that_is_not_in_the_scene():
         assert caption and not any(w in caption for w in ("boat", "ship", "kayak", "yacht"))
     assert absent_caption({"animal", "boat", "person", "vehicle"}, rng) is None
     assert mirror_caption("the car on the left of the right lane") == "the car on the right of the left lane"
+
+
+def test_contrast_negatives_change_only_the_colour_and_never_name_one_present():
+    image = np.full((100, 300, 3), 128, np.uint8)
+    image[30:70, 10:50] = (250, 250, 250)  # a white car
+    image[30:70, 240:280] = (230, 30, 30)  # a red car
+    boxes = np.array([[10, 30, 40, 40], [240, 30, 40, 40], [120, 10, 30, 30]], float)
+    rng = np.random.default_rng(0)
+    captions = {contrast_caption(image, boxes, ("car", "car", "dog"), "car", rng) for _ in range(40)}
+    assert all(c.startswith("the ") and c.endswith(" car") for c in captions)
+    assert not captions & {"the white car", "the red car"} and len(captions) > 3
+    striped = image.copy()
+    striped[30:70, 240:280:3] = (30, 60, 230)
+    striped[30:70, 241:280:3] = (30, 200, 40)  # red, blue and green in thirds: no measured colour, no safe negative
+    assert contrast_caption(striped, boxes, ("car", "car", "dog"), "car", rng) is None
 
 
 def test_synthetic_descriptions_single_out_the_target():
@@ -248,6 +269,26 @@ def test_trainer_is_seeded_resumable_and_keeps_other_manifest_entries(tmp_path, 
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 3
 
 
+def test_a_grounder_fine_tunes_from_its_own_weights(tmp_path, capsys):
+    common = ["--config", str(TINY), "--sequences", "", "--images", "", "--workers", "0", "--threads", "1"]
+    first = tmp_path / "first.safetensors"
+    manifest = ["--manifest", str(tmp_path / "manifest.json")]
+    assert train_main([*common, "--out", str(tmp_path / "a"), "--steps", "1", "--export", str(first), *manifest]) == 0
+    tuned = tmp_path / "tuned.safetensors"
+    args = [*common, "--out", str(tmp_path / "b"), "--steps", "1", "--init", str(first)]
+    assert train_main([*args, "--set", "GROUNDING.TRAIN.LR=0.0", "--export", str(tuned), *manifest]) == 0
+    assert "the whole grounder from" in capsys.readouterr().out
+    a, b = load_file(first), load_file(tuned)
+    weights = [k for k in a if "running_" not in k and "num_batches" not in k]  # BatchNorm statistics move
+    assert all(torch.equal(a[k], b[k]) for k in weights)  # LR 0: the fine-tune starts exactly where the file was
+    entry = json.loads((tmp_path / "manifest.json").read_text())["files"]["tuned.safetensors"]
+    assert entry["data"]["pretrained"].startswith("fine-tuned from the grounder")
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(TINY.read_text().replace("EMBED_DIM: 32", "EMBED_DIM: 64"))
+    assert train_main([*common, "--config", str(wider), "--out", str(tmp_path / "c"), "--init", str(first)]) == 2
+    assert "does not fit this grounding config" in capsys.readouterr().err
+
+
 def test_presence_roc_auc_counts_ties_half():
     from tracker.train_grounding.evaluate import roc_auc
 
@@ -255,6 +296,15 @@ def test_presence_roc_auc_counts_ties_half():
     assert roc_auc(np.array([0.1]), np.array([0.9])) == 0.0
     assert roc_auc(np.array([0.5, 0.5]), np.array([0.5])) == 0.5
     assert roc_auc(np.array([0.9, 0.3]), np.array([0.5, 0.1])) == 0.75
+
+
+def test_a_wrong_caption_starts_a_track_only_after_the_hand_over_run():
+    from tracker.train_grounding.evaluate import start_frames
+
+    presence = np.array([0.9, 0.9, 0.5, 0.9, 0.9, 0.9, 0.9, 0.9])
+    found = np.array([True, True, True, True, True, True, False, True])
+    starts = start_frames(presence, found, on=0.6, frames=3)
+    assert starts.tolist() == [False, False, False, False, False, True, False, False]
 
 
 def test_the_vision_side_can_start_from_the_bundled_tracker(tmp_path, capsys):

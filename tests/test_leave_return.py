@@ -1,5 +1,6 @@
 """The leave-and-return benchmark: composite layout, its figures on hand-made arrays, and one run end to end."""
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 
 from tests.eval_fixtures import scene, write_boxes, write_images
+from tracker.errors import InputError
 from tracker.eval.datasets import load_dataset
 from tracker.eval.trackers import TrackerSpec
-from tracker.types import Box, TrackResult
+from tracker.types import Box, SessionResult, TrackResult, TrackState
 
 NAN4 = [np.nan] * 4
 
@@ -205,3 +207,37 @@ def test_clips_too_short_for_a_gap_are_a_one_line_error(tmp_path, capsys):
     assert lr.main(["--dataset", str(root), "--out", str(tmp_path / "o"), "--max-frames", "20"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "--max-frames" in err
+
+
+class CaptionFinder:
+    """A query session stand-in: finds the patch its caption names (given at construction) and says LOST when it
+    is not in the frame; ``queries`` records what it was asked for."""
+
+    def __init__(self, patch: np.ndarray) -> None:
+        self.finder, self.patch, self.queries = ExactMatch(), patch, []
+
+    def reset(self) -> None:
+        self.finder.patch = self.patch
+
+    def set_query(self, text: str) -> str:
+        self.queries.append(text)
+        return text
+
+    def step(self, frame) -> SessionResult:
+        found = self.finder.update(frame.image)
+        state = TrackState.LOST if found.lost else TrackState.TRACKING
+        return SessionResult(frame.index, frame.timestamp, None if found.lost else found.box, found.score, state)
+
+
+def test_a_query_session_starts_from_the_caption_and_is_scored_like_a_tracker(tmp_path):
+    alpha, beta, _ = load_dataset(_dataset(tmp_path / "otb"))
+    plan = lr.composite_plan([COUNT] * 3, ["alpha", "beta_1", "beta_2"])[0]
+    x, y, w, h = (int(v) for v in alpha.groundtruth[0])
+    session = CaptionFinder(next(alpha.frames())[y : y + h, x : x + w].copy())
+    captioned = dataclasses.replace(alpha, language="the bright square")
+    result = lr.run_query_composite(session, captioned, beta, plan)
+    assert session.queries == ["the bright square"] and result.steps == COUNT
+    assert result.score.lost_on_absent == 1.0 and result.score.success_after_return == 1.0
+    assert result.score.frames_to_found == 0
+    with pytest.raises(InputError, match=r"language\.txt"):
+        lr.run_query_composite(session, alpha, beta, plan)

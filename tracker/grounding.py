@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from tracker.config import Config, load_config
+from tracker.config import Config, load_config, with_overrides
 from tracker.errors import CheckpointError, InputError
 from tracker.models.grounding import GroundingNet, GroundingOutput, find_peaks
 from tracker.models.text import TextEncoding, minilm_available
@@ -249,10 +250,14 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
 
 
 def build_grounder(
-    config: str | Path | Config | None = None, weights: str | Path | None = None, device: str = "auto"
+    config: str | Path | Config | None = None,
+    weights: str | Path | None = None,
+    device: str = "auto",
+    settings: Mapping[str, str] | None = None,
 ) -> Grounder:
     """A ``Grounder``: with neither argument the bundled grounding model (random weights if none is bundled
-    and a config is given); ``weights`` a safetensors file written by the grounding trainer."""
+    and a config is given); ``weights`` a safetensors file written by the grounding trainer. ``settings``
+    change run-time keys of its config (``{"GROUNDING.REJECTED_MEMORY": "0"}``)."""
     if weights is None and config is None:
         weights = default_grounding_weights()
         if weights is None:
@@ -261,7 +266,7 @@ def build_grounder(
                 "untrained one"
             )
     model, cfg = load_grounding_model(config, weights)
-    return Grounder(model, cfg, device)
+    return Grounder(model, with_overrides(cfg, settings, source="grounding settings"), device)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,6 +87,7 @@ class Session:
         self._strong = 0
         self._seen = 0
         self._since_check = 0
+        self._rejected: deque[np.ndarray] = deque(maxlen=grounder.gcfg.rejected_memory if grounder else 0)
 
     def start(self, frame: Frame, box: Box) -> SessionResult:
         """Follow the target in ``box`` (frame pixels) from this frame on, and no other; the result reports the box
@@ -156,6 +158,7 @@ class Session:
             raise InputError("text queries need a grounding model; start the app with grounding enabled")
         self.query = self.grounder.set_query(text)
         self.targets = []
+        self._rejected.clear()
         self.target_id = None
         self.state = TrackState.GROUNDING
         self._weak = self._strong = self._seen = self._since_check = 0
@@ -191,15 +194,17 @@ class Session:
 
     def _hand_over(self, frame: Frame, step: GroundingStep) -> None:
         self.targets = []
-        for index in self._distinct(step.result.candidates):
+        kept = self._distinct(step.result.candidates, self.grounder.gcfg.max_targets)
+        for index in kept:
             self._add_target(frame, step.result.candidates[index].box, step.embeddings[index])
+        self._reject(step, kept)
         self.target_id = self.targets[0].target_id
         self.state = TrackState.TRACKING
         self._weak = self._strong = self._since_check = 0
 
-    def _distinct(self, candidates: tuple[Candidate, ...]) -> list[int]:
-        """Indices of the candidates that are separate objects worth following (best first, at most
-        ``max_targets``): the best always, others scoring at least ``extra_target_score``."""
+    def _distinct(self, candidates: tuple[Candidate, ...], limit: int | None = None) -> list[int]:
+        """Indices of the candidates that are separate objects worth following (best first, at most ``limit``):
+        the best always, others scoring at least ``extra_target_score``."""
         g = self.grounder.gcfg
         kept: list[int] = []
         for i, cand in enumerate(candidates):
@@ -207,7 +212,7 @@ class Session:
                 continue
             if all(cand.box.iou(candidates[k].box) < DUPLICATE_IOU for k in kept):
                 kept.append(i)
-        return kept[: g.max_targets]
+        return kept[:limit]
 
     def _add_target(self, frame: Frame, box: Box, appearance: np.ndarray) -> _Target:
         tracker = self.tracker if not self.targets else self._new_tracker()
@@ -257,7 +262,8 @@ class Session:
         if step.result.presence < g.presence_on or not step.result.candidates:
             return step.result
         candidates = step.result.candidates
-        distinct = self._distinct(candidates)
+        everyone = self._distinct(candidates)
+        distinct = everyone[: g.max_targets]
         cost = association_cost(
             [t.box for t in self.targets],
             np.stack([t.appearance for t in self.targets]),
@@ -271,27 +277,53 @@ class Session:
             if target.box.iou(candidates[index].box) < g.retarget_iou:
                 self._retarget(frame, target, candidates[index].box)
             target.appearance = step.embeddings[index]
+        matched_rows = {row for row, _ in matches}
+        confirmed = 0 in matched_rows and self.targets[0].score >= self.cfg.lost_score
         free = [distinct[c] for c in unmatched]
-        pick = self._primary_pick(free, distinct[0], {row for row, _ in matches})
+        others = [i for i in everyone if i not in distinct]
+        pick = self._primary_pick(free, distinct[0], matched_rows, step.embeddings, others)
         if pick is not None:
-            free.remove(pick)
+            if pick in free:
+                free.remove(pick)
             self._retarget(frame, self.targets[0], candidates[pick].box)
             self.targets[0].appearance = step.embeddings[pick]
+        followed = [distinct[row] for row in range(len(distinct)) if distinct[row] not in free]
         for index in free:
             if len(self.targets) < g.max_targets:
                 self._add_target(frame, candidates[index].box, step.embeddings[index])
+                followed.append(index)
+        if confirmed:
+            self._reject(step, followed)
         return step.result
 
-    def _primary_pick(self, free: list[int], best: int, matched_rows: set[int]) -> int | None:
+    def _reject(self, step: GroundingStep, followed: list[int]) -> None:
+        """Remember the appearance of the candidates passed over while the target was confirmed (not the ones
+        followed, nor duplicates of them)."""
+        candidates = step.result.candidates
+        for index, cand in enumerate(candidates):
+            if index not in followed and all(cand.box.iou(candidates[k].box) < DUPLICATE_IOU for k in followed):
+                self._rejected.append(step.embeddings[index])
+
+    def _looks_rejected(self, appearance: np.ndarray) -> bool:
+        """True when ``appearance`` is closer (cosine) to a passed-over candidate than to the primary target."""
+        if not self._rejected:
+            return False
+        own = float(appearance @ self.targets[0].appearance)
+        return max(float(appearance @ other) for other in self._rejected) > own
+
+    def _primary_pick(
+        self, free: list[int], best: int, matched_rows: set[int], embeddings: np.ndarray, others: list[int]
+    ) -> int | None:
         """The candidate the primary target moves to, if any: it matched nothing, and the best grounded box
         matched no other target either (the tracker drifted off what the query describes); a lost or weak
-        primary takes the best free candidate."""
-        if 0 in matched_rows or not free:
+        primary takes the best free candidate (or, failing that, a lesser match beyond ``max_targets``) that
+        does not look like one passed over before."""
+        if 0 in matched_rows:
             return None
-        if best in free:
-            return best
         weak = self.state is TrackState.LOST or self.targets[0].score < self.cfg.lost_score
-        return free[0] if weak else None
+        if not weak:
+            return best if best in free else None
+        return next((i for i in free + others if not self._looks_rejected(embeddings[i])), None)
 
     def _retarget(self, frame: Frame, target: _Target, box: Box) -> None:
         target.tracker.init(frame.image, box)

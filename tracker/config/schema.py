@@ -305,7 +305,9 @@ class GroundingTrainConfig:
     """Grounding training (ours): schedule, data mix and loss weights of ``tracker.train_grounding``.
 
     Ratios are the chance that a sample comes from synthetic scenes / real sequences (the rest are pseudo-sequences
-    cut from labelled photographs); ``negative_ratio`` is the chance its caption names something absent.
+    cut from labelled photographs); ``negative_ratio`` is the chance its caption names something absent, and
+    ``contrast_ratio`` the chance that a photo's absent caption differs from the truth in one attribute only
+    (colour: 'the red car' where every car is measured white or grey).
     """
 
     steps: int = 3000
@@ -318,6 +320,7 @@ class GroundingTrainConfig:
     synthetic_ratio: float = 0.35
     sequence_ratio: float = 0.3
     negative_ratio: float = 0.25
+    contrast_ratio: float = 0.0
     focal_weight: float = 1.0
     giou_weight: float = 2.0
     l1_weight: float = 5.0
@@ -343,7 +346,10 @@ class GroundingConfig:
     when its best box overlaps the tracked one by less than ``retarget_iou``; up to ``max_targets`` tracks (the
     best match, and further matches scoring at least ``extra_target_score``) keep
     identities by assignment with cost ``(1 - appearance_weight) * (1 - IoU) + appearance_weight * (1 - cos)``,
-    pairs costing more than ``match_cost_limit`` left unmatched.
+    pairs costing more than ``match_cost_limit`` left unmatched. The grounded appearances of up to
+    ``rejected_memory`` candidates the session passed over while its target was confirmed (at hand-over, and at
+    re-checks that matched the target) are kept: a weak or lost target is never moved to a candidate that looks
+    more like one of them than like itself (0: no such memory).
     """
 
     text_encoder: str = "minilm"
@@ -374,6 +380,7 @@ class GroundingConfig:
     extra_target_score: float = 0.5
     match_cost_limit: float = 0.8
     appearance_weight: float = 0.3
+    rejected_memory: int = 8
     train: GroundingTrainConfig = field(default_factory=GroundingTrainConfig)
 
 

@@ -87,6 +87,8 @@ HUE_WORDS = (
     (181, "red"),
 )
 
+COLOUR_WORDS = ("white", "grey", "black", *dict.fromkeys(word for _, word in HUE_WORDS))
+
 
 def kinds_of(text: str) -> set[str]:
     """The broad kinds a caption or label mentions (by its words); empty when it names none we know."""
@@ -202,6 +204,20 @@ def absent_caption(scene_kinds: set[str], rng: np.random.Generator) -> str | Non
     kind = sorted(allowed)[int(rng.integers(len(allowed)))]
     nouns = NEGATIVE_NOUNS[kind]
     return f"the {nouns[int(rng.integers(len(nouns)))]}"
+
+
+def contrast_caption(
+    image_rgb: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...], label: str, rng: np.random.Generator
+) -> str | None:
+    """A caption that differs from the truth in one attribute: 'the red car' where every car in the photo has a
+    measured colour and none is red. None when some instance's colour is unclear (it might be the named one)."""
+    same = [i for i, lab in enumerate(labels) if lab == label]
+    colours = {colour_word(image_rgb, boxes[i]) for i in same}
+    if not same or None in colours:
+        return None
+    others = [word for word in COLOUR_WORDS if word not in colours]
+    noun = LABEL_NOUNS.get(label, (label,))[0]
+    return f"the {others[int(rng.integers(len(others)))]} {noun}"
 
 
 def mirror_caption(caption: str) -> str:

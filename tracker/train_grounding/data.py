@@ -41,7 +41,13 @@ from tracker.train.datasets import (
     read_ours_images,
     read_ours_sequences,
 )
-from tracker.train_grounding.captions import absent_caption, kinds_of, label_caption, mirror_caption
+from tracker.train_grounding.captions import (
+    absent_caption,
+    contrast_caption,
+    kinds_of,
+    label_caption,
+    mirror_caption,
+)
 from tracker.train_grounding.synth import synthetic_clip
 
 MIN_VISIBLE = 0.4  # a box counts as present when at least this share of it is inside the view
@@ -273,7 +279,10 @@ class GroundingDataset(Dataset):
             # A positional word about the whole photo is not about a cropped view of it.
             caption = caption.replace(" on the left", "").replace(" on the right", "")
         if negative:
-            absent = absent_caption(set().union(*(kinds_of(lab) for lab in still.labels)), rng)
+            absent = contrast_caption(image, still.boxes, still.labels, label, rng) if (
+                rng.random() < self.train.contrast_ratio) else None
+            if absent is None:
+                absent = absent_caption(set().union(*(kinds_of(lab) for lab in still.labels)), rng)
             if absent is not None:
                 caption, boxes = absent, [np.zeros((0, 4)) for _ in boxes]
         return self._maybe_flip(Clip(np.stack(frames), tuple(boxes), caption, "still"), rng)

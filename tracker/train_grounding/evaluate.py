@@ -9,10 +9,12 @@ Per sequence, three causal runs over every frame:
 - the session (grounding -> hand-over to the box tracker -> re-checks), own caption: the session's box;
 - grounder alone with the caption of another sequence that shows another kind of thing (the target is absent).
 
-Scores: success AUC (21 IoU thresholds, init frame not scored: ``tracker.eval.metrics``) for the first two, and
-the presence ROC AUC of "own caption, target visible" frames against "foreign caption" frames. The box tracker
-of the session is ``--tracker``: ``ostrack`` (the bundled or ``--tracker-weights`` OSTrack model) or an OpenCV
-baseline (``nano``, ``mil``, ``csrt``). Also ``--speed``: grounder steps per second at 640x480.
+Scores: success AUC (21 IoU thresholds, init frame not scored: ``tracker.eval.metrics``) for the first two, the
+presence ROC AUC of "own caption, target visible" frames against "foreign caption" frames, and the share of
+foreign-caption frames on which the session would start a track (presence at the app's ``PRESENCE_ON`` with a
+candidate for ``HANDOFF_FRAMES`` frames in a row). The box tracker of the session is ``--tracker``: ``ostrack``
+(the bundled or ``--tracker-weights`` OSTrack model) or an OpenCV baseline (``nano``, ``mil``, ``csrt``). Also
+``--speed``: grounder steps per second at 640x480.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from tracker.build import build_tracker
-from tracker.config import TrackConfig
+from tracker.config import TrackConfig, parse_overrides
 from tracker.errors import TrackerError
 from tracker.eval.datasets import load_dataset
 from tracker.eval.metrics import mean_score, roc_auc, score_sequence
@@ -60,6 +62,16 @@ def foreign_caption(sequence: Sequence, sequences: list[Sequence]) -> str | None
         if kinds and kinds <= allowed:
             return other.language
     return None
+
+
+def start_frames(presence: np.ndarray, found: np.ndarray, on: float, frames: int) -> np.ndarray:
+    """(N,) True where the session would hand over: ``frames`` steps in a row, this one included, with presence
+    at least ``on`` and a candidate, as ``Session`` requires before it starts a track."""
+    run, starts = 0, np.zeros(len(presence), bool)
+    for index, seen in enumerate((presence >= on) & found):
+        run = run + 1 if seen else 0
+        starts[index] = run >= frames
+    return starts
 
 
 def ground_run(grounder: Grounder, sequence: Sequence, query: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,11 +115,11 @@ def make_session(grounder: Grounder, tracker_name: str, tracker_weights: str | N
 def evaluate(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     sequences = load_dataset(args.data, layout="ours")
-    grounder = build_grounder(args.config, args.weights, device="cpu")
-    session = make_session(
-        build_grounder(args.config, args.weights, device="cpu"), args.tracker, args.tracker_weights
-    )
-    rows, ground_scores, session_scores, positives, negatives = [], [], [], [], []
+    settings = parse_overrides(args.set)
+    grounder = build_grounder(args.config, args.weights, "cpu", settings)
+    session_grounder = build_grounder(args.config, args.weights, "cpu", settings)
+    session = make_session(session_grounder, args.tracker, args.tracker_weights)
+    rows, ground_scores, session_scores, positives, negatives, false_starts = [], [], [], [], [], []
     for seq in sequences:
         begin = time.time()
         boxes, presence = ground_run(grounder, seq, seq.language or "")
@@ -115,7 +127,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         session_boxes, handed = session_run(session, seq)
         session_score = score_sequence(session_boxes, seq.groundtruth)
         other = foreign_caption(seq, sequences)
-        _, absent_presence = ground_run(grounder, seq, other) if other else (None, np.zeros(0))
+        absent_boxes, absent_presence = ground_run(grounder, seq, other) if other else (np.zeros((0, 4)), np.zeros(0))
+        g = grounder.gcfg
+        wrong_starts = start_frames(absent_presence, np.isfinite(absent_boxes[:, 0]), g.presence_on, g.handoff_frames)
+        false_starts.append(wrong_starts)
         visible = seq.visible
         positives.append(presence[visible])
         negatives.append(absent_presence)
@@ -133,6 +148,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "presence_mean_foreign": round(float(absent_presence.mean()), 4)
             if len(absent_presence)
             else None,
+            "foreign_start_share": _finite(wrong_starts.mean()) if len(wrong_starts) else None,
             "seconds": round(time.time() - begin, 1),
         }
         rows.append(row)
@@ -141,6 +157,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         "ground_auc": round(mean_score(ground_scores).auc, 4),
         "session_auc": round(mean_score(session_scores).auc, 4),
         "presence_roc_auc": round(roc_auc(np.concatenate(positives), np.concatenate(negatives)), 4),
+        "foreign_start_share": round(float(np.concatenate(false_starts).mean()), 4),
+        "foreign_captions_starting_a_track": sum(bool(f.any()) for f in false_starts),
         "tracker": args.tracker,
         "sequences": len(rows),
         "frames": int(sum(len(s) for s in sequences)),
@@ -193,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracker", default="nano", help="box tracker after hand-over: ostrack, nano, mil, csrt"
     )
     parser.add_argument("--tracker-weights", default=None, help="OSTrack weights for --tracker ostrack")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a run-time grounding key, e.g. GROUNDING.REJECTED_MEMORY=0")
     parser.add_argument("--out", default="runs/grounding_eval.json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--manifest", default=None, help="record the summary as this manifest entry's scores")

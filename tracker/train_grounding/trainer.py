@@ -25,8 +25,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from tracker.checkpoint import save_safetensors
-from tracker.config import Config, load_config
+from tracker.config import Config, load_config, parse_overrides, with_overrides
 from tracker.errors import TrackerError
+from tracker.grounding import load_strict
 from tracker.models.grounding import GroundingNet, tracker_weights_for
 from tracker.resolve import open_weights
 from tracker.single import resolve_device
@@ -100,7 +101,7 @@ def clip_losses(model: GroundingNet, batch: ClipBatch, cfg: Config, device: torc
 
 
 def train(args: argparse.Namespace) -> Path | None:
-    cfg = load_config(args.config)
+    cfg = with_overrides(load_config(args.config), parse_overrides(args.set), source="--set")
     tcfg = cfg.grounding.train
     seed = tcfg.seed if args.seed is None else args.seed
     steps = args.steps or tcfg.steps
@@ -113,7 +114,11 @@ def train(args: argparse.Namespace) -> Path | None:
     optimizer = make_optimizer(model, cfg)
     start, elapsed_before = 0, 0.0
     last = out_dir / "last.pt"
-    if args.init_tracker and not (args.resume and last.is_file()):
+    fresh = not (args.resume and last.is_file())
+    if args.init and fresh:
+        load_strict(model, open_weights(args.init).state_dict, args.init)
+        print(f"initial weights: the whole grounder from {args.init}", flush=True)
+    elif args.init_tracker and fresh:
         state = tracker_weights_for(model, open_weights(args.init_tracker).state_dict, args.init_tracker)
         model.load_state_dict(state, strict=False)
         print(f"initial weights: stem, {len(model.blocks)} blocks, norm and head from {args.init_tracker}", flush=True)
@@ -218,8 +223,7 @@ def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, 
             "sequences": _portable(args.sequences),
             "images": _portable(args.images),
             "synthetic": "coloured shapes over noise or photo backgrounds (tracker.train_grounding.synth)",
-            "pretrained": f"vision side from the tracker {args.init_tracker}" if args.init_tracker
-            else "none: the vision side from scratch",
+            "pretrained": _pretrained(args),
             "credits": "train/images sets as listed in shared/data/train/images/INDEX.tsv (several CC BY 4.0)",
         },
         "wall_time_s": round(wall, 1),
@@ -227,6 +231,14 @@ def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, 
         f"torch {torch.__version__}".strip(),
         "scores": {},
     }
+
+
+def _pretrained(args) -> str:
+    if args.init:
+        return f"fine-tuned from the grounder {args.init}"
+    if args.init_tracker:
+        return f"vision side from the tracker {args.init_tracker}"
+    return "none: the vision side from scratch"
 
 
 def _portable(path: str) -> str:
@@ -256,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--init-tracker", metavar="FILE", help="start the vision side from a trained tracker of the "
                         "same width (stem, first blocks, norm, centre head), e.g. weights/bundled_small.safetensors")
+    parser.add_argument("--init", metavar="FILE", help="start from a trained grounder of the same config (a "
+                        "fine-tune), e.g. weights/grounding_small.safetensors")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="change one config key (dotted, YAML value)"
+    )
     parser.add_argument("--export", default=None, help="write the trained weights here (safetensors)")
     parser.add_argument(
         "--manifest", default=str(weights_folder() / MANIFEST_NAME)
