@@ -6,6 +6,7 @@ to ``python -m tracker.eval``, which feeds frames to the tracker directly. The t
 
     python benchmarks/cli_sequences.py --dataset ../shared/data/sequences --out runs/cli_sequences
     python benchmarks/cli_sequences.py --dataset ../shared/data/sequences --extra --backend --extra onnx
+    python benchmarks/cli_sequences.py --dataset ../shared/data/sequences --query    # from language.txt, no box
 
 Prints a per-sequence table (AUC, P@20, NP, frames, wall seconds) and the mean; writes ``summary.json``.
 """
@@ -28,11 +29,15 @@ from tracker.eval.sequence import Sequence, read_boxes
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(sequence: Sequence, out: Path, extra: list[str]) -> float:
-    """Run ``main.py --no-gui`` on one sequence (first ground-truth box as --init-box); wall seconds taken."""
+def run_cli(sequence: Sequence, out: Path, extra: list[str], query: bool = False) -> float:
+    """Run ``main.py --no-gui`` on one sequence, started from its first ground-truth box (``--init-box``) or, with
+    ``query``, from its ``language.txt`` alone (``--query``); wall seconds taken."""
     source = str(sequence.frame_paths[0].parent) if sequence.video is None else str(sequence.video)
+    if query and not sequence.language:
+        raise SystemExit(f"{sequence.name} has no language.txt; --query needs each sequence's caption")
     box = ",".join(f"{v:.2f}" for v in sequence.groundtruth[0])
-    command = [sys.executable, str(ROOT / "main.py"), "--source", source, "--init-box", box, "--no-gui"]
+    start_with = ["--query", sequence.language] if query else ["--init-box", box]
+    command = [sys.executable, str(ROOT / "main.py"), "--source", source, *start_with, "--no-gui"]
     command += ["--save-results", str(out), *extra]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -45,13 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs/cli_sequences"))
+    parser.add_argument("--query", action="store_true", help="start each run from the sequence's language.txt, no box")
     parser.add_argument("--extra", action="append", default=[], help="one more argument for main.py (repeatable)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows, scores = [], []
     for sequence in load_dataset(args.dataset):
         result_file = args.out / f"{sequence.name}.txt"
-        seconds = run_cli(sequence, result_file, args.extra)
+        seconds = run_cli(sequence, result_file, args.extra, args.query)
         pred = read_boxes(result_file)
         if len(pred) != len(sequence):
             raise SystemExit(f"{sequence.name}: {len(pred)} result lines for {len(sequence)} frames")

@@ -13,6 +13,7 @@ from capture timestamp to recorded result (median and p90). Then cv2.TrackerMIL 
 
     python benchmarks/headless_stream.py --frames 20000                            # tiny test model, soak
     python benchmarks/headless_stream.py --frames 300 --config ostrack_vitb256_ce  # the real architecture
+    python benchmarks/headless_stream.py --frames 1000 --bundled --query "the red car"  # grounding on every frame
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from app.cli import track_source  # noqa: E402 (after the path set-up, so it run
 from app.options import AppOptions  # noqa: E402
 from app.record import Recorder  # noqa: E402
 from app.sources import open_source  # noqa: E402
-from tracker import Session, build_tracker  # noqa: E402
+from tracker import Session, build_grounder, build_tracker  # noqa: E402
 from tracker.types import Box, Frame, SessionResult  # noqa: E402
 
 FRAME_SIZE = (640, 480)
@@ -147,13 +148,19 @@ class Meter:
             print(format_resources("", measured, self.last), flush=True)
 
 
-def run_pipeline(config: str, frames: int, camera_fps: float, device: str) -> dict[str, float]:
+def run_pipeline(
+    config: str | None, frames: int, camera_fps: float, device: str, query: str | None = None
+) -> dict[str, float]:
+    """``config`` None: the bundled tracker. With ``query`` the session starts from the text instead of a box,
+    with the bundled grounder: on this camera nothing matches a real description, so it grounds every frame."""
     camera = SyntheticCamera(camera_fps)
-    session = Session(build_tracker(config, None, device))
+    grounder = build_grounder(device=device) if query else None
+    session = Session(build_tracker(config, None, device), grounder=grounder)
     meter = Meter(frames, max(1, frames // 10))
     with tempfile.TemporaryDirectory() as folder:
         results = Path(folder) / "results.jsonl"
-        options = AppOptions(init_box=camera.box(0), max_frames=frames + WARMUP_FRAMES, save_results=results)
+        start = {"query": query} if query else {"init_box": camera.box(0)}
+        options = AppOptions(**start, max_frames=frames + WARMUP_FRAMES, save_results=results)
         source = open_source("webcam", capture_factory=lambda _target: camera)
         recorder = Recorder(results, None, fps=camera_fps)
         try:
@@ -221,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         help="model config name or YAML, random weights (default: the tiny test model; "
         "the real architecture: ostrack_vitb256_ce)",
     )
+    parser.add_argument("--bundled", action="store_true", help="the bundled tracker with its weights, not --config")
+    parser.add_argument("--query", help="start from this text with the bundled grounder (grounds every frame here)")
     parser.add_argument("--camera-fps", type=float, default=30.0, help="synthetic camera rate; 0 = unpaced")
     parser.add_argument("--peer-frames", type=int, default=2000, help="frames for cv2.TrackerMIL (default 2000)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -230,15 +239,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)  # the peer and the capture path run single-threaded, like the tracker loop
 
-    name = Path(args.config).stem
+    name = "bundled tracker (its weights)" if args.bundled else f"{Path(args.config).stem} (random weights)"
+    if args.query:
+        name += f", started from the query {args.query!r} with the bundled grounder"
     width, height = FRAME_SIZE
     print(f"machine: {machine()}")
     print(
-        f"pipeline: {name} (random weights) on {args.device}, synthetic camera {width}x{height} at "
+        f"pipeline: {name} on {args.device}, synthetic camera {width}x{height} at "
         f"{args.camera_fps:g} fps, {args.frames} frames after {WARMUP_FRAMES} warm-up, results to .jsonl",
         flush=True,
     )
-    ours = run_pipeline(args.config, args.frames, args.camera_fps, args.device)
+    ours = run_pipeline(None if args.bundled else args.config, args.frames, args.camera_fps, args.device, args.query)
     print(
         f"end-to-end {ours['e2e_fps']:.1f} fps over {ours['wall']:.0f} s | tracker "
         f"{ours['tracker_fps']:.1f} fps | captured {ours['captured']}, dropped {ours['dropped']} | "

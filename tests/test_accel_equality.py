@@ -1,18 +1,19 @@
 """Every backend against the reference on the conformance vectors (353 official tracker steps, tiny model).
 
-The reference is the official run recorded in shared/conformance, which eager float32 reproduces: boxes within
-0.05 px (tests/test_conformance.py) and the candidate-elimination (CE) removed-token sets exactly
-(``test_eager_reproduces_every_removed_set``).
+The reference is the official run recorded in shared/conformance. Eager float32 reproduces it: boxes within
+0.05 px and the candidate-elimination (CE) removed-token sets on every step on the CPUs of earlier runs, and on an
+AVX2-only AMD EPYC (whose kernels round differently) the sets on 347 of 353 steps, with boxes within 1e-4 px on
+those (tests/test_conformance.py).
 
 Why the tolerances below are what they are: the tiny model has random weights, so its CE scores are nearly flat
 (the official record's kept/removed boundary gaps are ~1e-6 on scores of ~3e-3) and its score maps too. Any change
 of float rounding (another kernel, another summation order) can swap a near-tie at a CE boundary; the network then
 sees other tokens and the box can move by a pixel or more. So each backend is held to:
-- BIT-EXACT paths (eager float32, the torch crop, colour conversion on the crop): boxes within 0.05 px and identical
-  removed sets on every step.
-- NEAR-EXACT float32 paths (compile, ONNX Runtime, fused attention): on every step whose removed sets agree, boxes
-  within 0.05 px (so all differences come from CE near-tie swaps), and the sets agree on at least
-  ``NEAR_EXACT_SET_SHARE`` of all 353 steps (measured on this CPU: fused 351, compile 349, ONNX 347 of 353).
+- FLOAT32 paths (eager, the torch crop, compile, ONNX Runtime, fused attention): on every step whose removed sets
+  agree, boxes within 0.05 px (so all differences come from CE near-tie swaps), and the sets agree on at least
+  ``NEAR_EXACT_SET_SHARE`` of all 353 steps (measured on an AVX-512 EPYC: eager 353, fused 351, compile 349, ONNX 347
+  of 353). The torch crop path feeds the network the same bytes as the OpenCV crop, so it must give exactly what
+  eager gives on the same machine.
 - LOW-PRECISION paths (bf16, int8): every rounding is ~1e-3 relative, far above the CE gaps, so the sets differ
   on almost every step; held to the share of removed tokens they agree on (``LOW_PRECISION_OVERLAP``) and to
   finite boxes inside the frame. On this flat random model their boxes are not comparable to the reference.
@@ -96,12 +97,6 @@ def agreement(tracker, stride: int = 1) -> Agreement:
     )
 
 
-def assert_bit_exact(found: Agreement, steps: int) -> None:
-    assert found.steps == steps
-    assert found.worst_box_px <= EXACT_BOX_PX, found
-    assert found.same_sets == found.steps, found
-
-
 def assert_near_exact(found: Agreement, steps: int) -> None:
     assert found.steps == steps
     assert found.worst_box_px_same_sets <= EXACT_BOX_PX, found
@@ -127,28 +122,25 @@ def fused_tracker():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Bit-exact paths
+# Float32 paths
 
 
-def test_eager_reproduces_every_removed_set_on_a_subset():
-    assert_bit_exact(agreement(tiny_tracker(backend="eager"), SUBSET_STRIDE), SUBSET_STEPS)
+def test_eager_reproduces_the_removed_sets_on_a_subset():
+    assert_near_exact(agreement(tiny_tracker(backend="eager"), SUBSET_STRIDE), SUBSET_STEPS)
 
 
 @pytest.mark.slow
-def test_eager_reproduces_every_removed_set():
-    assert_bit_exact(agreement(tiny_tracker(backend="eager")), TOTAL_STEPS)
+def test_eager_reproduces_the_removed_sets():
+    assert_near_exact(agreement(tiny_tracker(backend="eager")), TOTAL_STEPS)
 
 
 def test_torch_crop_path_is_bit_exact_on_a_subset():
     found = agreement(tiny_tracker(backend="eager", gpu_crop=True), SUBSET_STRIDE)
-    assert_bit_exact(found, SUBSET_STEPS)
+    assert_near_exact(found, SUBSET_STEPS)
     # The same bytes in as the OpenCV crop, so the same bits out as that path on this machine. (Against the official
-    # record itself the last float bits depend on the CPU's kernels: 0 px on AMD EPYC, 5e-5 px on Intel Xeon.)
+    # record itself the last float bits depend on the CPU's kernels.)
     assert found == agreement(tiny_tracker(backend="eager"), SUBSET_STRIDE)
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Near-exact float32 paths
 
 
 def test_fused_attention_on_a_subset():

@@ -177,7 +177,13 @@ def test_bundled_weights_are_listed_in_the_manifest():
     for name, entry in ours.items():
         path = ROOT / "weights" / name
         assert path.is_file() and path.stat().st_size == entry["size"] and entry["size"] < 50e6
-        assert entry["default"] is False and entry["seed"] is not None and entry["training_command"]
+        assert entry["seed"] is not None and entry["training_command"]
+    defaults = [name for name, entry in ours.items() if entry["default"]]
+    assert len(defaults) <= 1  # one grounding model is the app's; the tracker's default flag is its own
+    if defaults:
+        from tracker.grounding import default_grounding_weights
+
+        assert default_grounding_weights().name == defaults[0]
 
 
 def test_linear_assignment_respects_the_cost_limit():

@@ -20,6 +20,7 @@ from tracker.train_grounding.captions import (
     absent_caption,
     colour_word,
     contrast_caption,
+    foreign_caption,
     label_caption,
     mirror_caption,
 )
@@ -89,6 +90,15 @@ def test_contrast_negatives_change_only_the_colour_and_never_name_one_present():
     striped[30:70, 240:280:3] = (30, 60, 230)
     striped[30:70, 241:280:3] = (30, 200, 40)  # red, blue and green in thirds: no measured colour, no safe negative
     assert contrast_caption(striped, boxes, ("car", "car", "dog"), "car", rng) is None
+
+
+def test_foreign_negatives_are_other_clips_descriptions_of_what_cannot_be_there():
+    captions = ["the white seagull flying in the sky", "the red car on the road", "the man in the blue shirt",
+                "the wakeboarder behind the boat"]
+    rng = np.random.default_rng(0)
+    picked = {foreign_caption({"vehicle"}, captions, rng) for _ in range(20)}
+    assert picked == {"the white seagull flying in the sky"}  # a person or a boat could be in a road scene
+    assert foreign_caption({"animal", "boat", "person", "vehicle"}, captions, rng) is None
 
 
 def test_synthetic_descriptions_single_out_the_target():

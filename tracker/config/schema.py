@@ -307,7 +307,8 @@ class GroundingTrainConfig:
     Ratios are the chance that a sample comes from synthetic scenes / real sequences (the rest are pseudo-sequences
     cut from labelled photographs); ``negative_ratio`` is the chance its caption names something absent, and
     ``contrast_ratio`` the chance that a photo's absent caption differs from the truth in one attribute only
-    (colour: 'the red car' where every car is measured white or grey).
+    (colour: 'the red car' where every car is measured white or grey); ``foreign_ratio`` the chance that an absent
+    caption is another training clip's full description (of a kind that cannot be in the scene).
     """
 
     steps: int = 3000
@@ -321,6 +322,7 @@ class GroundingTrainConfig:
     sequence_ratio: float = 0.3
     negative_ratio: float = 0.25
     contrast_ratio: float = 0.0
+    foreign_ratio: float = 0.0
     focal_weight: float = 1.0
     giou_weight: float = 2.0
     l1_weight: float = 5.0

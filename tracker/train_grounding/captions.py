@@ -206,6 +206,14 @@ def absent_caption(scene_kinds: set[str], rng: np.random.Generator) -> str | Non
     return f"the {nouns[int(rng.integers(len(nouns)))]}"
 
 
+def foreign_caption(scene_kinds: set[str], captions: list[str], rng: np.random.Generator) -> str | None:
+    """One of ``captions`` (other clips' full descriptions) about a kind of thing that cannot be in a scene
+    showing ``scene_kinds``, or None if none is safe: the long negatives a user might type by mistake."""
+    allowed = absent_kinds(scene_kinds)
+    options = [c for c in captions if kinds_of(c) and kinds_of(c) <= allowed]
+    return options[int(rng.integers(len(options)))] if options else None
+
+
 def contrast_caption(
     image_rgb: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...], label: str, rng: np.random.Generator
 ) -> str | None:

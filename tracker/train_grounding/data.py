@@ -44,6 +44,7 @@ from tracker.train.datasets import (
 from tracker.train_grounding.captions import (
     absent_caption,
     contrast_caption,
+    foreign_caption,
     kinds_of,
     label_caption,
     mirror_caption,
@@ -210,6 +211,7 @@ class GroundingDataset(Dataset):
         self.fill = mean_fill(cfg.data.mean)
         self.sequences = [s for s in sequences if s.visible.sum() >= self.clip_length]
         self.stills = list(stills)
+        self.captions = sorted({s.caption for s in sequences if s.caption})
         self.length = length
         self.seed = seed
 
@@ -254,7 +256,7 @@ class GroundingDataset(Dataset):
             boxes.append(boxes_in_view(target, matrix, self.size))
         caption = seq.caption
         if negative:
-            caption = absent_caption(kinds_of(seq.caption), rng)
+            caption = self._absent(kinds_of(seq.caption), rng)
             if caption is None:
                 negative, caption = False, seq.caption
             else:
@@ -282,10 +284,18 @@ class GroundingDataset(Dataset):
             absent = contrast_caption(image, still.boxes, still.labels, label, rng) if (
                 rng.random() < self.train.contrast_ratio) else None
             if absent is None:
-                absent = absent_caption(set().union(*(kinds_of(lab) for lab in still.labels)), rng)
+                absent = self._absent(set().union(*(kinds_of(lab) for lab in still.labels)), rng)
             if absent is not None:
                 caption, boxes = absent, [np.zeros((0, 4)) for _ in boxes]
         return self._maybe_flip(Clip(np.stack(frames), tuple(boxes), caption, "still"), rng)
+
+    def _absent(self, scene_kinds: set[str], rng: np.random.Generator) -> str | None:
+        """A caption of something that cannot be in the scene: another clip's description, or a short one."""
+        if rng.random() < self.train.foreign_ratio:
+            caption = foreign_caption(scene_kinds, self.captions, rng)
+            if caption is not None:
+                return caption
+        return absent_caption(scene_kinds, rng)
 
     def _maybe_flip(self, clip: Clip, rng: np.random.Generator) -> Clip:
         if rng.random() >= FLIP_CHANCE:
