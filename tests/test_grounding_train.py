@@ -343,3 +343,16 @@ def test_the_vision_side_can_start_from_the_bundled_tracker(tmp_path, capsys):
     too_narrow = ["--config", str(TINY), "--sequences", "", "--images", "", "--workers", "0", "--steps", "1"]
     assert train_main([*too_narrow, "--out", str(tmp_path / "x"), "--init-tracker", str(TINY_WEIGHTS)]) == 2
     assert "does not fit the grounding model" in capsys.readouterr().err
+
+
+def test_the_one_evaluation_command_reads_thread_lists_and_builds_the_reference_tracker():
+    import argparse
+
+    from tracker.train_grounding.evaluate import _thread_list, box_tracker
+
+    assert _thread_list("1,2") == [1, 2]
+    for bad in ("x", "0", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="thread counts"):
+            _thread_list(bad)
+    reference = box_tracker("mil", None)
+    assert callable(reference.init) and callable(reference.update)

@@ -3,7 +3,8 @@
     python -m tracker.train_grounding.evaluate --weights weights/grounding_small.safetensors \\
         --data ../shared/data/sequences --tracker nano --out runs/grounding_eval.json
 
-Per sequence, three causal runs over every frame:
+Per sequence, three causal runs over every frame, and the same box tracker started from the ground-truth box as
+the reference (``--no-box`` skips it):
 
 - grounder alone, own caption: the best candidate's box each frame (no candidate = a miss);
 - the session (grounding -> hand-over to the box tracker -> re-checks), own caption: the session's box;
@@ -14,7 +15,10 @@ presence ROC AUC of "own caption, target visible" frames against "foreign captio
 foreign-caption frames on which the session would start a track (presence at the app's ``PRESENCE_ON`` with a
 candidate for ``HANDOFF_FRAMES`` frames in a row). The box tracker of the session is ``--tracker``: ``ostrack``
 (the bundled or ``--tracker-weights`` OSTrack model) or an OpenCV baseline (``nano``, ``mil``, ``csrt``). Also
-``--speed``: grounder steps per second at 640x480.
+``--speed``: only grounder steps per second at 640x480; ``--speed-threads 1,2`` adds them to a full run, so one
+command gives every figure:
+
+    python -m tracker.train_grounding.evaluate --tracker ostrack --speed-threads 1,2 --out runs/grounding_eval.json
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from tracker.config import TrackConfig, parse_overrides
 from tracker.errors import TrackerError
 from tracker.eval.datasets import load_dataset
 from tracker.eval.metrics import mean_score, roc_auc, score_sequence
+from tracker.eval.runner import run_sequence
 from tracker.eval.sequence import Sequence
+from tracker.eval.trackers import parse_tracker_spec
 from tracker.grounding import Grounder, build_grounder
 from tracker.session import Session
 from tracker.train_grounding.captions import absent_kinds, kinds_of
@@ -112,6 +118,16 @@ def make_session(grounder: Grounder, tracker_name: str, tracker_weights: str | N
     )
 
 
+def box_tracker(tracker_name: str, tracker_weights: str | None):
+    """The session's box tracker alone, as ``python -m tracker.eval`` runs it (lost and found by its ``TRACK``
+    settings): the reference, started from the ground-truth box."""
+    if tracker_name == "ostrack":
+        return parse_tracker_spec(f"weights={tracker_weights}" if tracker_weights else "bundled", "cpu").make()
+    from tracker.eval.baselines import build_baseline
+
+    return build_baseline(tracker_name)
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     sequences = load_dataset(args.data, layout="ours")
@@ -119,13 +135,17 @@ def evaluate(args: argparse.Namespace) -> dict:
     grounder = build_grounder(args.config, args.weights, "cpu", settings)
     session_grounder = build_grounder(args.config, args.weights, "cpu", settings)
     session = make_session(session_grounder, args.tracker, args.tracker_weights)
+    boxed = None if args.no_box else box_tracker(args.tracker, args.tracker_weights)
     rows, ground_scores, session_scores, positives, negatives, false_starts = [], [], [], [], [], []
+    box_scores = []
     for seq in sequences:
         begin = time.time()
         boxes, presence = ground_run(grounder, seq, seq.language or "")
         ground_score = score_sequence(boxes, seq.groundtruth)
         session_boxes, handed = session_run(session, seq)
         session_score = score_sequence(session_boxes, seq.groundtruth)
+        box_score = run_sequence(boxed, seq).score if boxed is not None else None
+        box_scores += [box_score] if box_score is not None else []
         other = foreign_caption(seq, sequences)
         absent_boxes, absent_presence = ground_run(grounder, seq, other) if other else (np.zeros((0, 4)), np.zeros(0))
         g = grounder.gcfg
@@ -142,6 +162,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "foreign_caption": other,
             "ground_auc": round(ground_score.auc, 4),
             "session_auc": round(session_score.auc, 4),
+            "box_auc": round(box_score.auc, 4) if box_score is not None else None,
             "handed_over_at": handed,
             "presence_roc_auc": _finite(roc_auc(presence[visible], absent_presence)),
             "presence_mean_own": round(float(presence[visible].mean()), 4),
@@ -159,10 +180,17 @@ def evaluate(args: argparse.Namespace) -> dict:
         "presence_roc_auc": round(roc_auc(np.concatenate(positives), np.concatenate(negatives)), 4),
         "foreign_start_share": round(float(np.concatenate(false_starts).mean()), 4),
         "foreign_captions_starting_a_track": sum(bool(f.any()) for f in false_starts),
+        "box_auc": round(mean_score(box_scores).auc, 4) if box_scores else None,
         "tracker": args.tracker,
         "sequences": len(rows),
         "frames": int(sum(len(s) for s in sequences)),
     }
+    if summary["box_auc"]:
+        summary["session_to_box"] = round(summary["session_auc"] / summary["box_auc"], 3)
+    for threads in args.speed_threads:
+        medians = measure_speed(args.config, args.weights, 100, threads, args.repeats)
+        summary[f"grounder_ms_640x480_{threads}_threads"] = [round(m, 1) for m in medians]
+    torch.set_num_threads(args.threads)
     return {"summary": summary, "sequences": rows}
 
 
@@ -199,6 +227,16 @@ def measure_speed(
     return medians
 
 
+def _thread_list(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of thread counts, e.g. 1,2") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of thread counts, e.g. 1,2")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tracker.train_grounding.evaluate",
@@ -211,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracker", default="nano", help="box tracker after hand-over: ostrack, nano, mil, csrt"
     )
     parser.add_argument("--tracker-weights", default=None, help="OSTrack weights for --tracker ostrack")
+    parser.add_argument("--no-box", action="store_true",
+                        help="skip the reference run of the same tracker started from the ground-truth box")
+    parser.add_argument("--speed-threads", type=_thread_list, default=[], metavar="N[,N...]",
+                        help="also time the grounder at 640x480 with each of these thread counts, e.g. 1,2")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change a run-time grounding key, e.g. GROUNDING.REJECTED_MEMORY=0")
     parser.add_argument("--out", default="runs/grounding_eval.json")
