@@ -330,38 +330,39 @@ def run_queries(
     queries: list[str], sequences: list[Sequence], plans: list[Plan], seed: int = 0
 ) -> dict[str, list[SequenceResult]]:
     """Every grounder in ``queries`` as a query session on every planned composite, progress on stderr."""
-    by_name = {s.name: s for s in sequences}
     results: dict[str, list[SequenceResult]] = {}
     for spec in queries:
         name, session = query_session(spec)
-        results[name] = []
-        for plan in (p for p in plans if p.skip is None):
-            one = run_query_composite(session, by_name[plan.sequence], by_name[plan.donor], plan, seed)
-            results[name].append(one)
-            print(f"{name} | {plan.sequence}: {_line(one.score)}", file=sys.stderr, flush=True)
+        results[name] = _run_plans(name, lambda a, b, plan, s=session: run_query_composite(s, a, b, plan, seed),
+                                   sequences, plans)
     return results
 
 
-def _line(s: LeaveReturnScore) -> str:
-    return (f"lost on absent {_num(s.lost_on_absent)}, success after return {_num(s.success_after_return)}, "
-            f"found after {_found(s.frames_to_found)}")
+def _run_plans(name: str, run_one, sequences: list[Sequence], plans: list[Plan]) -> list[SequenceResult]:
+    """``run_one(sequence, donor, plan)`` on every planned composite (skipped plans left out), progress on stderr."""
+    by_name = {s.name: s for s in sequences}
+    results = []
+    for plan in (p for p in plans if p.skip is None):
+        one = run_one(by_name[plan.sequence], by_name[plan.donor], plan)
+        results.append(one)
+        s = one.score
+        line = (f"lost on absent {_num(s.lost_on_absent)}, success after return {_num(s.success_after_return)}, "
+                f"found after {_found(s.frames_to_found)}")
+        print(f"{name} | {plan.sequence}: {line}", file=sys.stderr, flush=True)
+    return results
 
 
 def run_all(
     specs: list[TrackerSpec], sequences: list[Sequence], plans: list[Plan], seed: int = 0
 ) -> dict[str, list[SequenceResult]]:
     """Every tracker on every planned composite (plans that are skipped are left out), progress on stderr."""
-    by_name = {s.name: s for s in sequences}
     results: dict[str, list[SequenceResult]] = {}
     for spec in specs:
         tracker = spec.make()
         if isinstance(tracker, OpenCVTracker):
             tracker.report_lost = True  # a failed OpenCV step is its way of saying the target is gone
-        results[spec.name] = []
-        for plan in (p for p in plans if p.skip is None):
-            one = run_composite(tracker, by_name[plan.sequence], by_name[plan.donor], plan, seed)
-            results[spec.name].append(one)
-            print(f"{spec.name} | {plan.sequence}: {_line(one.score)}", file=sys.stderr, flush=True)
+        results[spec.name] = _run_plans(spec.name, lambda a, b, plan, t=tracker: run_composite(t, a, b, plan, seed),
+                                        sequences, plans)
     return results
 
 

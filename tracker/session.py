@@ -287,7 +287,7 @@ class Session:
                 free.remove(pick)
             self._retarget(frame, self.targets[0], candidates[pick].box)
             self.targets[0].appearance = step.embeddings[pick]
-        followed = [distinct[row] for row in range(len(distinct)) if distinct[row] not in free]
+        followed = [index for index in distinct if index not in free]
         for index in free:
             if len(self.targets) < g.max_targets:
                 self._add_target(frame, candidates[index].box, step.embeddings[index])

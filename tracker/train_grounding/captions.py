@@ -206,11 +206,16 @@ def absent_caption(scene_kinds: set[str], rng: np.random.Generator) -> str | Non
     return f"the {nouns[int(rng.integers(len(nouns)))]}"
 
 
+def cannot_be_in(caption: str, scene_kinds: set[str]) -> bool:
+    """True when ``caption`` names only kinds of thing that cannot be in a scene showing ``scene_kinds``."""
+    kinds = kinds_of(caption)
+    return bool(kinds) and kinds <= absent_kinds(scene_kinds)
+
+
 def foreign_caption(scene_kinds: set[str], captions: list[str], rng: np.random.Generator) -> str | None:
     """One of ``captions`` (other clips' full descriptions) about a kind of thing that cannot be in a scene
     showing ``scene_kinds``, or None if none is safe: the long negatives a user might type by mistake."""
-    allowed = absent_kinds(scene_kinds)
-    options = [c for c in captions if kinds_of(c) and kinds_of(c) <= allowed]
+    options = [c for c in captions if cannot_be_in(c, scene_kinds)]
     return options[int(rng.integers(len(options)))] if options else None
 
 

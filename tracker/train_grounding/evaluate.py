@@ -45,7 +45,7 @@ from tracker.eval.sequence import Sequence
 from tracker.eval.trackers import parse_tracker_spec
 from tracker.grounding import Grounder, build_grounder
 from tracker.session import Session
-from tracker.train_grounding.captions import absent_kinds, kinds_of
+from tracker.train_grounding.captions import cannot_be_in, kinds_of
 from tracker.types import Frame
 from tracker.weights import update_manifest
 
@@ -60,12 +60,11 @@ def _finite(value: float) -> float | None:
 def foreign_caption(sequence: Sequence, sequences: list[Sequence]) -> str | None:
     """The caption of the next sequence (in order) about a kind of thing that cannot be in this one's scene
     (the same table the training negatives use), or None when no caption is safe."""
-    allowed = absent_kinds(kinds_of(sequence.language or ""))
+    scene = kinds_of(sequence.language or "")
     index = sequences.index(sequence)
     for step in range(1, len(sequences)):
         other = sequences[(index + step) % len(sequences)]
-        kinds = kinds_of(other.language or "")
-        if kinds and kinds <= allowed:
+        if cannot_be_in(other.language or "", scene):
             return other.language
     return None
 
@@ -145,7 +144,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         session_boxes, handed = session_run(session, seq)
         session_score = score_sequence(session_boxes, seq.groundtruth)
         box_score = run_sequence(boxed, seq).score if boxed is not None else None
-        box_scores += [box_score] if box_score is not None else []
+        if box_score is not None:
+            box_scores.append(box_score)
         other = foreign_caption(seq, sequences)
         absent_boxes, absent_presence = ground_run(grounder, seq, other) if other else (np.zeros((0, 4)), np.zeros(0))
         g = grounder.gcfg
