@@ -160,6 +160,9 @@ def test_weights_round_trip_and_mismatch(tmp_path):
     assert run(tuned, [image]) == run(grounder, [image])  # a run-time setting, the same network
     with pytest.raises(ConfigError, match=r"unknown key GROUNDING\.REJECTED"):
         build_grounder(weights=path, device="cpu", settings={"GROUNDING.REJECTED": "0"})
+    with pytest.raises(ConfigError, match=r"GROUNDING\.MEMORY_LENGTH shapes the grounding network") as err:
+        build_grounder(weights=path, device="cpu", settings={"GROUNDING.MEMORY_LENGTH": "5"})
+    assert "\n" not in str(err.value)
 
 
 def test_no_bundled_model_and_no_config_is_a_clear_error(monkeypatch):

@@ -12,8 +12,9 @@ from safetensors.torch import load_file, save_file
 
 from tracker import build_tracker
 from tracker.arch import infer_config, read_architecture
+from tracker.build import load_model
 from tracker.config import load_config, with_overrides
-from tracker.errors import CheckpointError, ConfigError
+from tracker.errors import CheckpointError, ConfigError, InputError
 from tracker.models.ostrack import build_model
 from tracker.models.vit import NanoTrackStem
 from tracker.train.model_setup import build_optimizer
@@ -154,3 +155,99 @@ def test_the_tracker_embeds_the_template_at_init_and_never_again(monkeypatch):
     for _ in range(3):
         tracker.update(frame)
     assert len(calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# STEM conv+nanotrack_v3: NanoTrack's features added to a trained conv stem, from zero
+
+
+def _plus_config(**keys: str):
+    return with_overrides(load_config("bundled_small"), {"MODEL.BACKBONE.STEM": "conv+nanotrack_v3", **keys}, "test")
+
+
+def test_the_added_stem_starts_as_the_conv_stem_alone():
+    torch.manual_seed(0)
+    model = build_model(_plus_config()).eval()
+    embed = model.backbone.patch_embed
+    image = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        conv_only = embed.proj(embed.body(image)).flatten(2).transpose(1, 2)
+        assert torch.equal(embed(image), conv_only)
+        embed.pretrained.proj.weight.fill_(0.01)  # once its projection has trained, the features count
+        assert not torch.allclose(embed(image), conv_only)
+
+
+def _conv_stem_file(tmp_path: Path) -> Path:
+    from tracker.checkpoint import save_safetensors
+
+    torch.manual_seed(3)
+    cfg = load_config("bundled_small")
+    path = tmp_path / "conv.safetensors"
+    save_safetensors(build_model(cfg), cfg, path)
+    return path
+
+
+def _setup(cfg, init: Path, pretrained: Path | str):
+    from tracker.train.distributed import DistInfo
+    from tracker.train.model_setup import build_training_model
+    from tracker.train.options import TrainOptions
+
+    options = TrainOptions(config=cfg, data=(), out_dir=Path("unused"), init=str(init), pretrained=str(pretrained))
+    return build_training_model(options, DistInfo(0, 1, 0, 1, torch.device("cpu")), lambda _line: None)
+
+
+@needs_peers
+def test_a_trained_conv_model_gains_the_pretrained_stem_and_keeps_its_outputs(tmp_path):
+    init = _conv_stem_file(tmp_path)
+    model = _setup(_plus_config(), init, NANO_WEIGHTS).eval()
+    donor = load_file(str(init))
+    state = model.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in donor.items())
+    released = load_file(str(NANO_WEIGHTS))
+    key = "features.9.conv.7.weight"
+    assert torch.equal(state["backbone.patch_embed.pretrained.body." + key], released["backbone." + key])
+    conv_model, _ = load_model(None, init)
+    template, search = torch.randn(1, 3, 80, 80), torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        assert torch.equal(model(template, search)["score_map"], conv_model(template, search)["score_map"])
+
+
+@needs_peers
+def test_the_pretrained_body_is_in_the_stem_group_and_frozen_with_a_zero_multiplier(tmp_path):
+    cfg = _plus_config(**{"TRAIN.STEM_MULTIPLIER": "0", "TRAIN.LR": "0.001"})
+    model = _setup(cfg, _conv_stem_file(tmp_path), NANO_WEIGHTS)
+    freeze_stem_while_scheduled(model, cfg, step=10_000, steps_per_epoch=10)
+    assert model.backbone.patch_embed.pretrained.body_frozen
+    groups = build_optimizer(model, cfg).param_groups
+    body_ids = {id(p) for p in model.backbone.patch_embed.pretrained.body.parameters()}
+    stem_group = next(g for g in groups if {id(p) for p in g["params"]} == body_ids)
+    assert stem_group["lr"] == 0
+    projection = model.backbone.patch_embed.pretrained.proj.weight
+    assert any(projection is p for g in groups if g["lr"] > 0 for p in g["params"])  # it learns from zero
+
+
+def test_init_and_pretrained_together_need_the_added_stem(tmp_path):
+    with pytest.raises(InputError, match=r"needs MODEL.BACKBONE.STEM conv\+nanotrack_v3") as err:
+        _setup(load_config("bundled_small"), tmp_path / "absent.safetensors", NANO_WEIGHTS)
+    assert "\n" not in str(err.value)
+
+
+@needs_peers
+def test_an_init_file_that_already_has_the_stem_is_refused(tmp_path):
+    from tracker.checkpoint import save_safetensors
+
+    cfg = _plus_config()
+    path = tmp_path / "plus.safetensors"
+    save_safetensors(build_model(cfg), cfg, path)
+    with pytest.raises(InputError, match="already has a pretrained stem"):
+        _setup(cfg, path, NANO_WEIGHTS)
+
+
+def test_the_added_stem_tracks_with_its_template_embedded_once():
+    torch.manual_seed(0)
+    model = build_model(_plus_config()).eval()
+    template, search = torch.randn(1, 3, 80, 80), torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        whole = model(template, search)
+        split = model.forward_embedded(model.embed_template(template), search)
+    assert torch.equal(whole["score_map"], split["score_map"])

@@ -142,6 +142,12 @@ def test_convert_embeds_set_keys_and_refuses_unknown_ones(tmp_path, capsys):
     assert load_model(None, out)[1].track.lost_score == 0.25  # the failed run left the file as it was
 
 
+def test_convert_can_name_the_embedded_config(tmp_path):
+    out = tmp_path / "named.safetensors"
+    assert main(["convert", str(FULL), str(out), "--config", str(TINY_YAML), "--name", "tiny_renamed"]) == 0
+    assert load_model(None, out)[1].name == "tiny_renamed"
+
+
 # ------------------------------------------------------------------------------------------------------------
 # average
 

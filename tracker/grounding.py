@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tracker.config import Config, load_config, with_overrides
-from tracker.errors import CheckpointError, InputError
+from tracker.errors import CheckpointError, ConfigError, InputError
 from tracker.models.grounding import GroundingNet, GroundingOutput, find_peaks
 from tracker.models.text import TextEncoding, minilm_available
 from tracker.preprocess import Normalizer, to_bgr_uint8
@@ -266,7 +266,19 @@ def build_grounder(
                 "untrained one"
             )
     model, cfg = load_grounding_model(config, weights)
-    return Grounder(model, with_overrides(cfg, settings, source="grounding settings"), device)
+    changed = with_overrides(cfg, settings, source="grounding settings")
+    shaping = [key for key in NETWORK_KEYS if getattr(changed.grounding, key) != getattr(cfg.grounding, key)]
+    if shaping:
+        keys = ", ".join(f"GROUNDING.{key.upper()}" for key in shaping)
+        raise ConfigError(f"{keys} shapes the grounding network, which its weights fix; change run-time keys only")
+    return Grounder(model, changed, device)
+
+
+# GroundingConfig keys the network is built from: the weights fix them, so run-time settings may not change them.
+NETWORK_KEYS = (
+    "text_encoder", "text_path", "text_buckets", "text_layers", "input_size", "stride", "embed_dim", "depth",
+    "num_heads", "mlp_ratio", "memory_length", "ce_loc", "head_channels",
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ CE_TEMPLATE_RANGES = ("ALL", "CTR_POINT", "CTR_REC")
 # How pixels become tokens: "patch" is the official 16x16 linear patchify; "conv" a stack of stride-2 3x3
 # convolutions (early convolutions, Xiao et al. 2021), which a ViT trained from scratch on little data needs;
 # "nanotrack_v3" NanoTrack v3's pretrained MobileNetV3 backbone (stride 16, 96 channels) and a 1x1 projection.
-STEMS = ("patch", "conv", "nanotrack_v3")
+STEMS = ("patch", "conv", "nanotrack_v3", "conv+nanotrack_v3")
 NANOTRACK_STRIDE = 16  # the stride NanoTrack v3's backbone was built and trained with
 TEXT_ENCODERS = ("minilm", "hf", "hashed")  # GROUNDING.TEXT_ENCODER choices
 

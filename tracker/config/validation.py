@@ -44,8 +44,8 @@ def validate(cfg: Config, source: str) -> Config:
         fail(f"MODEL.BACKBONE.STEM '{bb.stem}' is not one of {STEMS}")
     if bb.stem == "conv" and (bb.stride & (bb.stride - 1) or bb.stride < 2):
         fail(f"MODEL.BACKBONE.STEM conv needs a STRIDE that is a power of two, not {bb.stride}")
-    if bb.stem == "nanotrack_v3" and bb.stride != NANOTRACK_STRIDE:
-        fail(f"MODEL.BACKBONE.STEM nanotrack_v3 has stride {NANOTRACK_STRIDE}; set STRIDE to it, not {bb.stride}")
+    if "nanotrack_v3" in bb.stem and bb.stride != NANOTRACK_STRIDE:
+        fail(f"MODEL.BACKBONE.STEM {bb.stem} has stride {NANOTRACK_STRIDE}; set STRIDE to it, not {bb.stride}")
     if bb.cat_mode != "direct":
         fail(f"MODEL.BACKBONE.CAT_MODE '{bb.cat_mode}' is not supported; use 'direct'")
     if cfg.model.head.type != "CENTER":

@@ -231,14 +231,35 @@ class NanoTrackStem(nn.Module):
         return self
 
 
+class ConvPlusNanoTrackStem(ConvStem):
+    """The conv stem's tokens plus a projection of NanoTrack v3's pretrained features, that projection starting at
+    zero.
+
+    A model trained with the conv stem keeps its tensor names (``body``, ``proj``) and, at the start of a fine-tune,
+    its outputs exactly; the fine-tune then draws on the pretrained features only as far as they help. The conv
+    path keeps the colours and fine detail that NanoTrack's last layer has traded for invariance.
+    """
+
+    def __init__(self, stride: int, dim: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__(stride, dim)
+        self.pretrained = NanoTrackStem(dim, mean, std)
+        nn.init.zeros_(self.pretrained.proj.weight)
+        nn.init.zeros_(self.pretrained.proj.bias)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return super().forward(image) + self.pretrained(image)
+
+
 def make_patch_embed(cfg: Config) -> nn.Module:
-    """The token embedding MODEL.BACKBONE.STEM names: "patch" (official, timm's PatchEmbed), "conv" or
-    "nanotrack_v3"."""
+    """The token embedding MODEL.BACKBONE.STEM names: "patch" (official, timm's PatchEmbed), "conv",
+    "nanotrack_v3" or "conv+nanotrack_v3"."""
     bb = cfg.backbone
     if bb.stem == "conv":
         return ConvStem(bb.stride, bb.embed_dim)
     if bb.stem == "nanotrack_v3":
         return NanoTrackStem(bb.embed_dim, cfg.data.mean, cfg.data.std)
+    if bb.stem == "conv+nanotrack_v3":
+        return ConvPlusNanoTrackStem(bb.stride, bb.embed_dim, cfg.data.mean, cfg.data.std)
     return PatchEmbed(
         img_size=cfg.data.search.size, patch_size=bb.stride, in_chans=3, embed_dim=bb.embed_dim, strict_img_size=False
     )

@@ -11,6 +11,7 @@ import torch
 from tracker.config import Config
 from tracker.errors import InputError
 from tracker.models.ostrack import OSTrack, build_model
+from tracker.models.vit import ConvPlusNanoTrackStem
 from tracker.resolve import load_state_into, open_weights
 from tracker.train.distributed import DistInfo
 from tracker.train.options import TrainOptions
@@ -26,9 +27,15 @@ def build_training_model(options: TrainOptions, info: DistInfo, log: Callable[[s
     cfg = options.config
     model = build_model(cfg)
     if options.init:
+        if options.pretrained and not isinstance(model.backbone.patch_embed, ConvPlusNanoTrackStem):
+            raise InputError(
+                "--init with --pretrained adds a pretrained stem to a trained model, which needs "
+                "MODEL.BACKBONE.STEM conv+nanotrack_v3; otherwise give --init or --pretrained, not both"
+            )
+        state = open_weights(options.init).state_dict
         if options.pretrained:
-            raise InputError("give --init (whole-model weights) or --pretrained (a backbone), not both")
-        load_state_into(model, open_weights(options.init).state_dict, options.init, cfg)
+            state = _with_pretrained_stem(model, state, options, log)
+        load_state_into(model, state, options.init, cfg)
         log(f"initial weights: the whole model from {options.init}")
         return _trainable(model).to(info.device).train()
     pretrained = options.pretrained or _existing_pretrain_file(cfg)
@@ -37,6 +44,20 @@ def build_training_model(options: TrainOptions, info: DistInfo, log: Callable[[s
     elif cfg.model.pretrain_file:
         log(f"note: MODEL.PRETRAIN_FILE {cfg.model.pretrain_file} not found; training the backbone from scratch")
     return _trainable(model).to(info.device).train()
+
+
+def _with_pretrained_stem(
+    model: OSTrack, state: dict[str, torch.Tensor], options: TrainOptions, log: Callable[[str], None]
+) -> dict[str, torch.Tensor]:
+    """``state`` completed with the pretrained stem a model adds to the one ``--init`` was trained as (STEM
+    conv+nanotrack_v3 on a conv-stem model): NanoTrack's weights from ``--pretrained`` and the stem's own fresh
+    tensors (its projection starts at zero). Every other tensor must come from ``--init``."""
+    log(load_pretrained_backbone(model, options.pretrained))
+    prefix = "backbone.patch_embed.pretrained."
+    if any(key.startswith(prefix) for key in state):
+        raise InputError(f"{options.init} already has a pretrained stem; drop --pretrained")
+    added = {key: value for key, value in model.state_dict().items() if key.startswith(prefix)}
+    return state | added
 
 
 def _trainable(model: OSTrack) -> OSTrack:

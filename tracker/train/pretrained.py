@@ -18,8 +18,9 @@ def load_pretrained_backbone(model: OSTrack, path: str) -> str:
     then fill the template/search position tables from its 224 table; or, for a NanoTrack stem, NanoTrack v3's
     weights into the stem. Returns a one-line report."""
     state = read_checkpoint(path).state_dict
-    if isinstance(model.backbone.patch_embed, NanoTrackStem):
-        return load_nanotrack_stem(model.backbone.patch_embed, state, path)
+    stem = nanotrack_stem(model)
+    if stem is not None:
+        return load_nanotrack_stem(stem, state, path)
     own = model.backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not usable:
@@ -32,7 +33,18 @@ def load_pretrained_backbone(model: OSTrack, path: str) -> str:
     return f"pretrained backbone: {len(usable)} tensors from {path}; {len(missing)} backbone tensors not in it"
 
 
-PRETRAINED_STEM_PREFIX = "backbone.patch_embed.body.features."
+# Where NanoTrack's pretrained body sits: the whole patch embedding (STEM nanotrack_v3), or beside the conv stem
+# (STEM conv+nanotrack_v3).
+PRETRAINED_STEM_PREFIXES = ("backbone.patch_embed.body.features.", "backbone.patch_embed.pretrained.body.features.")
+
+
+def nanotrack_stem(model: OSTrack) -> NanoTrackStem | None:
+    """The model's NanoTrack v3 stem, whether it is the patch embedding or a part of it; None without one."""
+    embed = model.backbone.patch_embed
+    if isinstance(embed, NanoTrackStem):
+        return embed
+    part = getattr(embed, "pretrained", None)
+    return part if isinstance(part, NanoTrackStem) else None
 
 
 def load_nanotrack_stem(stem: NanoTrackStem, state: dict[str, torch.Tensor], path: str) -> str:
@@ -44,13 +56,13 @@ def load_nanotrack_stem(stem: NanoTrackStem, state: dict[str, torch.Tensor], pat
 
 def is_stem_parameter(name: str) -> bool:
     """Whether a parameter belongs to a pretrained stem's body (its projection trains with the backbone)."""
-    return name.startswith(PRETRAINED_STEM_PREFIX)
+    return name.startswith(PRETRAINED_STEM_PREFIXES)
 
 
 def freeze_stem_while_scheduled(model: OSTrack, cfg: Config, step: int, steps_per_epoch: int) -> None:
     """A pretrained stem keeps its loaded weights for ``TRAIN.STEM_FREEZE_EPOCH`` epochs (for good with
     ``STEM_MULTIPLIER`` 0), then trains."""
-    stem = model.backbone.patch_embed
-    if isinstance(stem, NanoTrackStem):
+    stem = nanotrack_stem(model)
+    if stem is not None:
         thawed = step >= cfg.train.stem_freeze_epoch * steps_per_epoch and cfg.train.stem_multiplier > 0
         stem.body_frozen = not thawed

@@ -110,7 +110,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     resolved = resolve_model(args.config, args.input, overrides, weights_dir=args.dir)
     # A config read from a YAML path is named by that path; embed only its stem, not this machine's folders.
-    cfg = dataclasses.replace(resolved.config, name=Path(resolved.config.name).stem)
+    cfg = dataclasses.replace(resolved.config, name=args.name or Path(resolved.config.name).stem)
     model = model_from(dataclasses.replace(resolved, config=cfg))
     extra = _provenance(resolved)
     if overrides:
@@ -280,6 +280,9 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("output", help="the .safetensors file to write")
     convert.add_argument("--config", help="config name or YAML (default: inferred from the tensor shapes)")
     convert.add_argument("--force", action="store_true", help="replace an existing output file")
+    convert.add_argument(
+        "--name", help="the config name to embed (default: the source's), e.g. once a run's --set made another model"
+    )
     convert.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="change one config key before embedding it (dotted, YAML value), e.g. a calibration fitted after training",
