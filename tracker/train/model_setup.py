@@ -15,7 +15,7 @@ from tracker.models.vit import ConvPlusNanoTrackStem
 from tracker.resolve import load_state_into, open_weights
 from tracker.train.distributed import DistInfo
 from tracker.train.options import TrainOptions
-from tracker.train.pretrained import is_stem_parameter, load_pretrained_backbone
+from tracker.train.pretrained import ADDED_STEM_PREFIX, is_stem_parameter, load_pretrained_backbone
 
 # Parameters the forward pass never uses: the 224-pixel pretrain position table and cls token only seed the
 # template/search tables. Frozen so DDP does not wait for their gradients.
@@ -53,10 +53,9 @@ def _with_pretrained_stem(
     conv+nanotrack_v3 on a conv-stem model): NanoTrack's weights from ``--pretrained`` and the stem's own fresh
     tensors (its projection starts at zero). Every other tensor must come from ``--init``."""
     log(load_pretrained_backbone(model, options.pretrained))
-    prefix = "backbone.patch_embed.pretrained."
-    if any(key.startswith(prefix) for key in state):
+    if any(key.startswith(ADDED_STEM_PREFIX) for key in state):
         raise InputError(f"{options.init} already has a pretrained stem; drop --pretrained")
-    added = {key: value for key, value in model.state_dict().items() if key.startswith(prefix)}
+    added = {key: value for key, value in model.state_dict().items() if key.startswith(ADDED_STEM_PREFIX)}
     return state | added
 
 

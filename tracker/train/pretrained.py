@@ -35,7 +35,8 @@ def load_pretrained_backbone(model: OSTrack, path: str) -> str:
 
 # Where NanoTrack's pretrained body sits: the whole patch embedding (STEM nanotrack_v3), or beside the conv stem
 # (STEM conv+nanotrack_v3).
-PRETRAINED_STEM_PREFIXES = ("backbone.patch_embed.body.features.", "backbone.patch_embed.pretrained.body.features.")
+ADDED_STEM_PREFIX = "backbone.patch_embed.pretrained."  # ConvPlusNanoTrackStem's pretrained branch
+PRETRAINED_STEM_PREFIXES = ("backbone.patch_embed.body.features.", ADDED_STEM_PREFIX + "body.features.")
 
 
 def nanotrack_stem(model: OSTrack) -> NanoTrackStem | None:
