@@ -248,7 +248,7 @@ def test_bf16_network_runs_end_to_end_on_the_cpu():
 def test_onnx_export_is_checked_cached_and_close_to_eager(tiny, forward_ref, tmp_path):
     import onnx
 
-    from tracker.accel import ONNX_OPSET, OnnxRunner, check_onnx_outputs
+    from tracker.onnx_runner import ONNX_OPSET, OnnxRunner, check_onnx_outputs
 
     net = TrackingNet(tiny, focus_index(tiny.cfg, CPU))
     runner = OnnxRunner(net, tiny.cfg, CPU, tmp_path)  # exports, then checks ORT against eager
@@ -272,7 +272,7 @@ def test_onnx_export_is_checked_cached_and_close_to_eager(tiny, forward_ref, tmp
 
 
 def test_onnx_check_refuses_a_file_that_does_not_match(tiny, tmp_path):
-    from tracker.accel import OnnxRunner, check_onnx_outputs
+    from tracker.onnx_runner import OnnxRunner, check_onnx_outputs
 
     net = TrackingNet(tiny, focus_index(tiny.cfg, CPU))
     runner = OnnxRunner(net, tiny.cfg, CPU, tmp_path)
@@ -299,7 +299,7 @@ def test_auto_on_cpu_runs_onnx_and_falls_back_to_eager_when_it_cannot(tmp_path, 
     def broken_export(*_args):
         raise RuntimeError("exporter exploded\nsecond line")
 
-    monkeypatch.setattr("tracker.accel.export_onnx", broken_export)
+    monkeypatch.setattr("tracker.onnx_runner.export_onnx", broken_export)
     fallback = build_network(build_model(cfg).eval(), cfg, CPU, cache_dir=tmp_path / "fresh")
     assert (fallback.name, fallback.exact) == ("eager", True)
     assert fallback.note == "backend auto: ONNX Runtime unavailable (exporter exploded), running eager"
@@ -310,7 +310,7 @@ def test_auto_on_cpu_runs_onnx_and_falls_back_to_eager_when_it_cannot(tmp_path, 
 def test_onnx_without_onnxruntime_says_how_to_get_it(tiny, tmp_path, monkeypatch):
     import sys
 
-    from tracker.accel import OnnxRunner
+    from tracker.onnx_runner import OnnxRunner
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what a missing package looks like to ``import``
     with pytest.raises(BackendError, match=r"pip install onnx onnxruntime") as err:
@@ -318,14 +318,45 @@ def test_onnx_without_onnxruntime_says_how_to_get_it(tiny, tmp_path, monkeypatch
     assert "\n" not in str(err.value) and not list(tmp_path.iterdir())  # nothing exported
 
 
-def test_network_exports_as_one_static_graph(tiny):
-    """What the TensorRT (dynamo) path needs: one exported graph, no symbolic sizes, the same bits as eager."""
-    from tracker.accel import _example_inputs
+def test_cpu_shards_split_rows_evenly_and_never_exceed_the_threads():
+    from tracker.onnx_runner import cpu_shards
+
+    assert [cpu_shards(rows, 2) for rows in (1, 2, 4, 8)] == [1, 2, 2, 2]
+    assert [cpu_shards(rows, 4) for rows in (1, 2, 4, 8)] == [1, 2, 4, 4]
+    assert cpu_shards(6, 4) == 3 and cpu_shards(4, 1) == 1 and cpu_shards(4, 0) == 1
+
+
+def test_onnx_rows_run_in_shards_on_two_threads_give_the_unsharded_rows(tiny, tmp_path):
+    """Four rows as two single-threaded shards run at once: each row as the one-session run gives it."""
+    from tracker.artifacts import example_inputs
+    from tracker.onnx_runner import OnnxRunner
 
     net = TrackingNet(tiny, focus_index(tiny.cfg, CPU))
-    exported = torch.export.export(net, _example_inputs(tiny.cfg, CPU), strict=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        whole = OnnxRunner(net, tiny.cfg, CPU, tmp_path, batch=4)
+        torch.set_num_threads(2)
+        sharded = OnnxRunner(net, tiny.cfg, CPU, tmp_path, batch=4)  # exports a two-row file and checks it
+    finally:
+        torch.set_num_threads(before)
+    assert (whole.shards, sharded.shards) == (1, 2)
+    assert sharded.session.get_session_options().intra_op_num_threads == 1
+    template_tokens, search = example_inputs(tiny.cfg, CPU, seed=3, batch=4)
+    template_tokens[2:] = template_tokens[0]  # rows differ in both inputs, and two share a template
+    for mine, ref in zip(sharded(template_tokens, search), whole(template_tokens, search), strict=True):
+        assert mine.shape == ref.shape and mine.shape[0] == 4
+        assert (mine.float() - ref.float()).abs().max() <= 1e-5
+
+
+def test_network_exports_as_one_static_graph(tiny):
+    """What the TensorRT (dynamo) path needs: one exported graph, no symbolic sizes, the same bits as eager."""
+    from tracker.artifacts import example_inputs
+
+    net = TrackingNet(tiny, focus_index(tiny.cfg, CPU))
+    exported = torch.export.export(net, example_inputs(tiny.cfg, CPU), strict=False)
     assert not exported.range_constraints  # every size is a constant: CE keeps a fixed count per block
-    inputs = _example_inputs(tiny.cfg, CPU, seed=1)
+    inputs = example_inputs(tiny.cfg, CPU, seed=1)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(exported.module()(*inputs), net(*inputs), strict=True))
 
@@ -344,10 +375,10 @@ def test_a_second_tracker_can_share_the_network():
 
 def test_an_export_from_another_network_interface_is_not_reused(tiny, tmp_path, monkeypatch):
     """After an upgrade that changes what the network takes, the old cached file must not be run."""
-    from tracker.accel import OnnxRunner
+    from tracker.onnx_runner import OnnxRunner
 
     net = TrackingNet(tiny, focus_index(tiny.cfg, CPU))
     OnnxRunner(net, tiny.cfg, CPU, tmp_path)
-    monkeypatch.setattr("tracker.accel.NETWORK_INTERFACE", "template+search")
+    monkeypatch.setattr("tracker.artifacts.NETWORK_INTERFACE", "template+search")
     OnnxRunner(net, tiny.cfg, CPU, tmp_path)
     assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2

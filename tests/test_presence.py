@@ -82,6 +82,22 @@ def test_the_running_colours_follow_a_target_whose_colours_drift_and_init_is_kep
     assert drifting.similarity(image, red) == pytest.approx(1.0, abs=1e-6)  # the init colours still count
 
 
+def test_learning_after_a_comparison_measures_the_box_it_learns_from():
+    """``update`` may reuse the histogram ``similarity`` just measured, but only for that frame and box."""
+    image = _two_colours()
+    red, blue = Box(10, 10, 40, 40), Box(120, 20, 40, 40)
+    reused, fresh = ColourReference(image, red, rate=0.5), ColourReference(image, red, rate=0.5)
+    reused.similarity(image, red)
+    reused.update(image, blue)  # another box than the one compared: its own colours, not red's
+    fresh.update(image, blue)
+    assert np.array_equal(reused.recent, fresh.recent)
+    repainted = image.copy()
+    reused.similarity(image, blue)
+    reused.update(repainted, blue)  # another frame: measured again
+    fresh.update(repainted, blue)
+    assert np.array_equal(reused.recent, fresh.recent)
+
+
 def test_a_one_pixel_box_still_has_colours():
     image = _two_colours()
     reference = ColourReference(image, Box(20, 20, 1, 1))

@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers import TINY_WEIGHTS, TINY_YAML
 from tracker import Box, InputError, build_tracker
-from tracker.preprocess import crop_around, dim_template_context, to_bgr_uint8
+from tracker.preprocess import Normalizer, crop_around, dim_template_context, stack_rows, to_bgr_uint8
 from tracker.single import clip_box
 
 
@@ -44,6 +44,22 @@ def test_crop_reaching_the_last_column_pads_it_like_the_official_code():
 def test_crop_wholly_outside_is_black():
     crop = crop_around(_frame(), Box(1000, 1000, 10, 10), 2.0, 32)
     assert crop.image.max() == 0 and crop.pad_mask.all()
+
+
+def test_normalising_a_numpy_crop_gives_the_bits_torch_arithmetic_gives():
+    normalize = Normalizer((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.device("cpu"))
+    every_byte = np.arange(256 * 3, dtype=np.int64).reshape(16, 16, 3) % 256
+    crops = [every_byte.astype(np.uint8), np.random.default_rng(4).integers(0, 256, (20, 30, 3), dtype=np.uint8)]
+    for crop in crops:
+        expected = (torch.from_numpy(crop).float().permute(2, 0, 1)[None] / 255.0 - normalize.mean) / normalize.std
+        assert torch.equal(normalize(crop), expected)
+        assert torch.equal(normalize(torch.from_numpy(crop)), expected)  # the uint8 tensor (GPU crop) path
+
+
+def test_stacking_rows_is_torch_cat():
+    rows = [torch.randn(1, 3, 8, 8), torch.randn(2, 3, 8, 8)]
+    assert torch.equal(stack_rows(rows), torch.cat(rows))
+    assert stack_rows(rows[:1]) is rows[0]
 
 
 @pytest.mark.parametrize("box", [Box(5, 5, 1, 1), Box(0, 0, 320, 240), Box(-50, -40, 420, 320), Box(310, 230, 10, 10)])

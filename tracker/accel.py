@@ -21,12 +21,7 @@ large models but move the tracks, so they are never chosen automatically. ``eage
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib.util
-import os
-import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,25 +29,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tracker.artifacts import batch_key_part, cache_key, default_cache_dir, example_inputs
 from tracker.config import Config
-from tracker.errors import TrackerError, first_line
+from tracker.errors import BackendError, TrackerError, first_line
 from tracker.models.candidate import template_focus_mask
 from tracker.models.ostrack import OSTrack
 from tracker.models.vit import Attention
-from tracker.threads import physical_cores
+from tracker.onnx_runner import OnnxRunner
 
 BACKENDS = ("auto", "eager", "compile", "cudagraph", "tensorrt", "onnx", "int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-ONNX_OPSET = 18
-# The network's calling convention, part of every cached artefact's key: a file exported by an older version of
-# this module (e.g. one that took the template's pixels, not its tokens) must not be picked up after an upgrade.
-NETWORK_INTERFACE = "template_tokens+search"
-ONNX_CHECK_TOLERANCE = 1e-3  # max |ORT - eager| allowed on the score/size/offset maps when a file is exported
 _HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class BackendError(TrackerError):
-    """A backend was asked for that cannot run here (missing package, no GPU, unknown name)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,7 +330,7 @@ class CudaGraphRunner:
     """The whole network captured once as a CUDA graph and replayed per frame from static input buffers."""
 
     def __init__(self, run: Callable, cfg: Config, device: torch.device, warmup: int = 3, batch: int = 1) -> None:
-        self.template_tokens, self.search = (torch.zeros_like(x) for x in _example_inputs(cfg, device, batch=batch))
+        self.template_tokens, self.search = (torch.zeros_like(x) for x in example_inputs(cfg, device, batch=batch))
         side_stream = torch.cuda.Stream(device)
         side_stream.wait_stream(torch.cuda.current_stream(device))
         with torch.no_grad(), torch.cuda.stream(side_stream):  # warm-up: lazy inits must not land in the graph
@@ -361,34 +348,6 @@ class CudaGraphRunner:
         return tuple(out.clone() for out in self.outputs)  # the next replay overwrites the static outputs
 
 
-def _example_inputs(
-    cfg: Config, device: torch.device, seed: int = 0, batch: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random inputs of the network's static shapes: template tokens (N, Lz, C) and search crops (N, 3, S, S)."""
-    gen = torch.Generator().manual_seed(seed)
-    tokens, size = cfg.template_tokens_side**2, cfg.test.search_size
-    template_tokens = torch.randn(batch, tokens, cfg.backbone.embed_dim, generator=gen)
-    return template_tokens.to(device), torch.randn(batch, 3, size, size, generator=gen).to(device)
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("OSTRACK_LIVE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return Path(root) / "ostrack-live"
-
-
-def cache_key(net: nn.Module, cfg: Config, *parts: str) -> str:
-    """A file name stem that changes with the config, the weights and whatever else the artefact depends on."""
-    digest = hashlib.sha256(cfg.to_yaml().encode())
-    digest.update(NETWORK_INTERFACE.encode())
-    for name, tensor in net.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    for part in parts:
-        digest.update(part.encode())
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(cfg.name).stem) if cfg.name else "model"  # names may be paths
-    return f"{stem}-{digest.hexdigest()[:16]}"
-
-
 def _tensorrt(
     net: TrackingNet, cfg: Config, device: torch.device, precision: str, cache: Path, batch: int = 1
 ) -> Callable:
@@ -398,9 +357,9 @@ def _tensorrt(
     except ImportError:
         raise BackendError("backend tensorrt needs torch-tensorrt, which is not installed; "
                            "pip install 'ostrack-live[gpu]' or use --backend cudagraph") from None
-    inputs = list(_example_inputs(cfg, device, batch=batch))
+    inputs = list(example_inputs(cfg, device, batch=batch))
     gpu = torch.cuda.get_device_name(device).replace(" ", "_")
-    key = cache_key(net, cfg, gpu, precision, torch_tensorrt.__version__, *_batch_part(batch))
+    key = cache_key(net, cfg, gpu, precision, torch_tensorrt.__version__, *batch_key_part(batch))
     path = cache / "tensorrt" / f"{key}-{gpu}.ep"
     if path.is_file():
         return torch.export.load(str(path)).module()
@@ -409,89 +368,3 @@ def _tensorrt(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch_tensorrt.save(engine, str(path), inputs=inputs)
     return engine
-
-
-class OnnxRunner:
-    """The network exported to ONNX (opset ``ONNX_OPSET``) and run by ONNX Runtime, on the CPU or through CUDA.
-
-    The exported file is cached by config and weights; a fresh export is checked against the eager outputs."""
-
-    def __init__(self, net: TrackingNet, cfg: Config, device: torch.device, cache: Path, batch: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise BackendError("backend onnx needs onnx and onnxruntime, which are not installed; "
-                               "pip install onnx onnxruntime or use --backend eager") from None
-        self.device = device
-        path = cache / "onnx" / f"{cache_key(net, cfg, torch.__version__, str(ONNX_OPSET), *_batch_part(batch))}.onnx"
-        fresh = not path.is_file()
-        if fresh:
-            export_onnx(net, cfg, path, batch)
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise BackendError("this onnxruntime has no CUDA provider; pip install onnxruntime-gpu or use "
-                                   "--backend cudagraph")
-            providers.insert(0, "CUDAExecutionProvider")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads() if device.type == "cpu" else physical_cores()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning workers fight OpenCV's and the app's threads for the cores: on 2 cores the step's p90 went from
-        # 6 ms to 36 ms with it (docs/benchmarks.md section 7).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        if fresh:
-            check_onnx_outputs(self, net, cfg, device, batch)
-
-    def __call__(self, template_tokens: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feeds = {"template_tokens": template_tokens.detach().cpu().numpy(), "search": search.detach().cpu().numpy()}
-        return tuple(torch.from_numpy(out).to(self.device) for out in self.session.run(self.outputs, feeds))
-
-
-def _batch_part(batch: int) -> tuple[str, ...]:
-    # One row keeps the key it always had, so files exported before batches existed stay valid.
-    return () if batch == 1 else (f"batch{batch}",)
-
-
-def export_onnx(net: TrackingNet, cfg: Config, path: Path, batch: int = 1) -> Path:
-    """Write ``net`` as ONNX for ``batch`` rows: inputs ``template_tokens``, ``search``; outputs score/size/offset
-    maps and, per CE block, the removed token indices."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    template_tokens, search = _example_inputs(cfg, torch.device("cpu"), batch=batch)
-    cpu_net = copy.deepcopy(net).cpu()
-    if cpu_net.focus_index is not None:
-        cpu_net.focus_index = cpu_net.focus_index.cpu()
-    removed_names = [f"removed_{i}" for i in range(len(cfg.ce_keep_counts()))]
-    tmp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad(), warnings.catch_warnings():
-        # The tracer warns about the static CE kept counts, which are static on purpose.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            cpu_net,
-            (template_tokens, search),
-            str(tmp),
-            input_names=["template_tokens", "search"],
-            output_names=["score_map", "size_map", "offset_map", *removed_names],
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    tmp.replace(path)
-    return path
-
-
-def check_onnx_outputs(
-    runner: OnnxRunner, net: TrackingNet, cfg: Config, device: torch.device, batch: int = 1
-) -> float:
-    """Run ONNX Runtime and eager on the same inputs; refuse the file if the maps differ by more than the
-    tolerance. Returns the largest difference."""
-    template_tokens, search = _example_inputs(cfg, device, seed=1, batch=batch)
-    with torch.no_grad():
-        ref = net(template_tokens, search)
-    mine = runner(template_tokens, search)
-    worst = max(float((a.float() - b.float()).abs().max()) for a, b in zip(ref[:3], mine[:3], strict=True))
-    if not worst <= ONNX_CHECK_TOLERANCE:
-        raise BackendError(f"the ONNX export differs from the eager model by {worst:.2g} (allowed "
-                           f"{ONNX_CHECK_TOLERANCE}); use --backend eager and report this")
-    return worst

@@ -17,6 +17,10 @@ class InputError(TrackerError):
     """A frame, box, source or query given by the user cannot be used."""
 
 
+class BackendError(TrackerError):
+    """A backend was asked for that cannot run here (missing package, no GPU, unknown name)."""
+
+
 def first_line(err: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message (at most ``limit`` characters), or its type name when it has none:
     what a one-line report of a foreign error can quote."""

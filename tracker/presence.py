@@ -30,18 +30,26 @@ class ColourReference:
         self.initial = colour_histogram(image_bgr, box)
         self.recent = self.initial
         self.rate = rate
+        # The last box compared, with its frame and histogram: a step compares its box and then, if confident,
+        # learns from the same box, and need not measure it twice.
+        self._last: tuple[np.ndarray, Box, np.ndarray | None] | None = None
 
     def similarity(self, image_bgr: np.ndarray, box: Box) -> float:
         """1 for the same colour distribution, 0 for disjoint ones (1 - Bhattacharyya distance); 0 when either
         box has no pixels in the frame."""
         other = colour_histogram(image_bgr, box)
+        self._last = (image_bgr, box, other)
         if self.initial is None or other is None:
             return 0.0
         return max(_similarity(self.initial, other), _similarity(self.recent, other))
 
     def update(self, image_bgr: np.ndarray, box: Box) -> None:
         """Move the running average ``rate`` of the way to the colours inside ``box`` (a confident step)."""
-        other = colour_histogram(image_bgr, box)
+        last, self._last = self._last, None
+        if last is not None and last[0] is image_bgr and last[1] == box:
+            other = last[2]
+        else:
+            other = colour_histogram(image_bgr, box)
         if self.rate > 0 and other is not None and self.recent is not None:
             self.recent = (1 - self.rate) * self.recent + self.rate * other
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from tracker.accel import NetOutput, Network
 from tracker.config import TrackConfig
 from tracker.models.head import decode_boxes
+from tracker.preprocess import stack_rows
 from tracker.single import SingleTracker, clip_box, crop_to_frame, memory_errors
 from tracker.types import Box, TrackResult
 
@@ -107,7 +107,7 @@ class Redetector:
         arounds = [self.tracker.state, *watched, *tiles]
         with memory_errors(self.tracker.device):
             crops = [self.tracker.search_crop(image_bgr, around) for around in arounds]
-            out = self._network()(self.tracker.template_tokens, torch.cat([crop for crop, _ in crops]))
+            out = self._network()(self.tracker.template_tokens, stack_rows([crop for crop, _ in crops]))
         own = self.tracker.finish(image_bgr, out.rows(0, 1), crops[0][1], start)
         own = Sighting(own.box, self.judge(image_bgr, own.box, own.score))
         self._own_held = self._own_held + 1 if own.score >= self.cfg.recover_score else 0

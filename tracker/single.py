@@ -28,6 +28,7 @@ from tracker.preprocess import (
     crop_around_torch,
     dim_template_context,
     hann2d,
+    stack_rows,
     to_bgr_uint8,
 )
 from tracker.scale_filter import ScaleFilter, gray_frame
@@ -243,7 +244,7 @@ def update_together(trackers: list[SingleTracker], frame_bgr: np.ndarray) -> lis
     image = to_bgr_uint8(frame_bgr)
     with memory_errors(lead.device):
         crops = [t.search_crop(image) for t in trackers]
-        search = torch.cat([crop for crop, _ in crops])
+        search = stack_rows([crop for crop, _ in crops])
         network = lead.network.with_batch(padded_rows(len(trackers)))
         out = network(torch.cat([t.template_tokens for t in trackers]), search)
         if lead.cfg.track.flip_average:
