@@ -356,3 +356,51 @@ def test_the_one_evaluation_command_reads_thread_lists_and_builds_the_reference_
             _thread_list(bad)
     reference = box_tracker("mil", None)
     assert callable(reference.init) and callable(reference.update)
+
+
+NANO_WEIGHTS = ROOT / ".." / "shared" / "peers" / "nanotrack_v3" / "nanotrack_v3.safetensors"
+
+
+@pytest.mark.skipif(not NANO_WEIGHTS.is_file(), reason=f"{NANO_WEIGHTS} is absent")
+def test_a_conv_grounder_fine_tunes_with_nanotrack_features_added_from_its_own_outputs(tmp_path, capsys):
+    from tracker.checkpoint import read_checkpoint
+
+    common = ["--config", str(TINY), "--sequences", "", "--images", "", "--workers", "0", "--threads", "1"]
+    manifest = ["--manifest", str(tmp_path / "manifest.json")]
+    conv = tmp_path / "conv.safetensors"
+    assert train_main([*common, "--out", str(tmp_path / "a"), "--steps", "1", "--export", str(conv), *manifest]) == 0
+    added = [*common, "--set", "GROUNDING.STEM=conv+nanotrack_v3", "--init", str(conv)]
+    assert train_main([*added, "--out", str(tmp_path / "b"), "--steps", "1"]) == 2
+    assert "has no NanoTrack branch; give its weights with --pretrained" in capsys.readouterr().err
+    assert train_main([*common, "--out", str(tmp_path / "c"), "--steps", "1", "--pretrained", str(NANO_WEIGHTS)]) == 2
+    assert "set GROUNDING.STEM=conv+nanotrack_v3" in capsys.readouterr().err
+
+    tuned = tmp_path / "tuned.safetensors"
+    args = [*added, "--pretrained", str(NANO_WEIGHTS), "--out", str(tmp_path / "d"), "--steps", "2"]
+    assert train_main([*args, "--export", str(tuned), *manifest]) == 0
+    assert "NanoTrack v3's backbone, 190 tensors" in capsys.readouterr().out
+    released = read_checkpoint(str(NANO_WEIGHTS)).state_dict
+    state = load_file(tuned)
+    body = {k: v for k, v in state.items() if k.startswith("stem.pretrained.body.features.")}
+    assert body and all(  # trained for two steps, the pretrained body is still the released one
+        torch.equal(v, released["backbone." + k[len("stem.pretrained.body."):]]) for k, v in body.items()
+    )
+    entry = json.loads((tmp_path / "manifest.json").read_text())["files"]["tuned.safetensors"]
+    assert "NanoTrack v3's backbone (Apache-2.0)" in entry["data"]["pretrained"]
+
+    # At the start, before any step, the grounder with the added branch gives the conv grounder's outputs exactly.
+    import argparse
+
+    from tracker.config import parse_overrides, with_overrides
+    from tracker.train_grounding.trainer import initialise
+
+    cfg = with_overrides(load_config(TINY), parse_overrides(["GROUNDING.STEM=conv+nanotrack_v3"]), source="test")
+    model = GroundingNet(cfg).eval()
+    initialise(model, argparse.Namespace(init=str(conv), init_tracker=None, pretrained=str(NANO_WEIGHTS)))
+    base = GroundingNet(load_config(TINY)).eval()
+    base.load_state_dict(load_file(conv))
+    image = torch.randn(1, 3, cfg.grounding.input_size, cfg.grounding.input_size)
+    text = base.encode_text(["the red car"])
+    with torch.no_grad():
+        mine, ref = model(image, text, model.empty_memory(1)), base(image, text, base.empty_memory(1))
+    assert torch.equal(mine.presence_logit, ref.presence_logit) and torch.equal(mine.score_map, ref.score_map)

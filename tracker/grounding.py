@@ -276,7 +276,7 @@ def build_grounder(
 
 # GroundingConfig keys the network is built from: the weights fix them, so run-time settings may not change them.
 NETWORK_KEYS = (
-    "text_encoder", "text_path", "text_buckets", "text_layers", "input_size", "stride", "embed_dim", "depth",
+    "text_encoder", "text_path", "text_buckets", "text_layers", "input_size", "stride", "stem", "embed_dim", "depth",
     "num_heads", "mlp_ratio", "memory_length", "ce_loc", "head_channels",
 )
 

@@ -30,6 +30,7 @@ CE_TEMPLATE_RANGES = ("ALL", "CTR_POINT", "CTR_REC")
 STEMS = ("patch", "conv", "nanotrack_v3", "conv+nanotrack_v3")
 NANOTRACK_STRIDE = 16  # the stride NanoTrack v3's backbone was built and trained with
 TEXT_ENCODERS = ("minilm", "hf", "hashed")  # GROUNDING.TEXT_ENCODER choices
+GROUNDING_STEMS = ("conv", "conv+nanotrack_v3")  # GROUNDING.STEM choices
 
 
 @dataclass(frozen=True)
@@ -340,7 +341,9 @@ class GroundingConfig:
     ``text_encoder``: ``minilm`` (the packaged all-MiniLM-L6-v2, frozen), ``hf`` (a Hugging Face folder at
     ``text_path``: BERT, RoBERTa or a CLIP text tower, frozen) or ``hashed`` (small trainable fallback with
     ``text_buckets`` hashed word/trigram embeddings and ``text_layers`` transformer layers). Queries are cut to
-    ``max_tokens`` tokens. Frames are letterboxed to ``input_size`` squares; ``memory_length`` past-frame state
+    ``max_tokens`` tokens. Frames are letterboxed to ``input_size`` squares and embedded by ``stem``: ``conv`` (the
+    tracker's conv stem) or ``conv+nanotrack_v3`` (plus NanoTrack v3's pretrained features, frozen, through a
+    projection that starts at zero, as the tracker's stem of that name); ``memory_length`` past-frame state
     tokens are kept (FIFO). Candidates: up to ``top_k`` heat-map peaks (``peak_kernel`` local maxima) scoring at
     least ``candidate_score``. Events: presence above ``presence_on`` (below ``presence_off``) for
     ``event_frames`` frames in a row starts (ends) the target. Session: a target seen for ``handoff_frames``
@@ -361,6 +364,7 @@ class GroundingConfig:
     text_layers: int = 2
     input_size: int = 256
     stride: int = 16
+    stem: str = "conv"
     embed_dim: int = 128
     depth: int = 4
     num_heads: int = 4

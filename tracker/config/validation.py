@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from tracker.config.schema import (
     CE_TEMPLATE_RANGES,
+    GROUNDING_STEMS,
     NANOTRACK_STRIDE,
     STEMS,
     TEXT_ENCODERS,
@@ -140,6 +141,8 @@ def _validate_grounding(g: GroundingConfig, fail: Fail) -> None:
         fail(f"GROUNDING.TEXT_ENCODER '{g.text_encoder}' is not one of {TEXT_ENCODERS}")
     if g.text_encoder == "hf" and not g.text_path:
         fail("GROUNDING.TEXT_ENCODER 'hf' needs GROUNDING.TEXT_PATH (a Hugging Face model folder)")
+    if g.stem not in GROUNDING_STEMS:
+        fail(f"GROUNDING.STEM '{g.stem}' is not one of {GROUNDING_STEMS}")
     if g.embed_dim % g.num_heads:
         fail(f"GROUNDING.EMBED_DIM {g.embed_dim} is not divisible by NUM_HEADS {g.num_heads}")
     if g.stride != 16 or g.input_size <= 0 or g.input_size % g.stride:

@@ -26,7 +26,7 @@ from tracker.errors import CheckpointError
 from tracker.models.candidate import eliminate, restore_search_order
 from tracker.models.head import CenterHead
 from tracker.models.text import TextEncoding, build_text_encoder
-from tracker.models.vit import Attention, Block, ConvStem
+from tracker.models.vit import Attention, Block, ConvPlusNanoTrackStem, ConvStem
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +133,7 @@ class GroundingNet(nn.Module):
         self.memory_length = g.memory_length
         self.max_tokens = g.max_tokens
         self.text = build_text_encoder(g)
-        self.stem = ConvStem(g.stride, dim)  # the tracker's stem, so a trained tracker can initialise it
+        self.stem = grounding_stem(cfg)  # the tracker's stem, so a trained tracker can initialise it
         self.pos_patch = nn.Parameter(torch.zeros(1, self.num_patches, dim))
         self.presence_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.text_type = nn.Parameter(torch.zeros(1, 1, dim))
@@ -274,6 +274,18 @@ def find_peaks(out: GroundingOutput, row: int, top_k: int, kernel: int, min_scor
 def build_grounding_model(config: str | Path | Config) -> GroundingNet:
     """A fresh grounding network (random trainable weights; pretrained text encoders loaded) for a config."""
     return GroundingNet(load_config(config))
+
+
+def grounding_stem(cfg: Config) -> ConvStem:
+    """The patch embedding ``GROUNDING.STEM`` names. NanoTrack v3's pretrained body never trains here: it keeps
+    the weights it was released with, and only its projection (from zero) and the rest of the network learn."""
+    g = cfg.grounding
+    if g.stem == "conv":
+        return ConvStem(g.stride, g.embed_dim)
+    stem = ConvPlusNanoTrackStem(g.stride, g.embed_dim, cfg.data.mean, cfg.data.std)
+    stem.pretrained.body.requires_grad_(False)
+    stem.pretrained.body_frozen = True
+    return stem
 
 
 def tracker_weights_for(

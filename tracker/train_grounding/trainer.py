@@ -24,21 +24,24 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from tracker.checkpoint import save_safetensors
+from tracker.checkpoint import read_checkpoint, save_safetensors
 from tracker.config import Config, load_config, parse_overrides, with_overrides
-from tracker.errors import TrackerError
+from tracker.errors import ConfigError, TrackerError
 from tracker.grounding import load_strict
 from tracker.models.grounding import GroundingNet, tracker_weights_for
+from tracker.models.vit import ConvPlusNanoTrackStem
 from tracker.resolve import open_weights
 from tracker.single import resolve_device
 from tracker.train.distributed import seed_everything
 from tracker.train.loader import worker_init
+from tracker.train.pretrained import load_nanotrack_stem
 from tracker.train_grounding.data import ClipBatch, GroundingDataset, collate_clips, load_training_data
 from tracker.train_grounding.losses import event_targets, grounding_loss
 from tracker.weights import MANIFEST_NAME, file_sha256, update_manifest, weights_folder
 
 DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
 NO_DECAY = ("pos_patch", "presence_token", "text_type", "memory_age", "pos")
+ADDED_BRANCH = "stem.pretrained."  # where the stem's NanoTrack branch sits in a grounder's state
 
 
 class RangeSampler(Sampler[int]):
@@ -100,6 +103,32 @@ def clip_losses(model: GroundingNet, batch: ClipBatch, cfg: Config, device: torc
     return total, terms
 
 
+def initialise(model: GroundingNet, args: argparse.Namespace) -> None:
+    """The starting weights ``--init``, ``--init-tracker`` and ``--pretrained`` ask for, each said in one line.
+    A grounder trained with the conv stem starts one with NanoTrack's branch added: the branch (its body from
+    ``--pretrained``, its projection at zero) is all that is new, so the fine-tune starts from its outputs."""
+    added = isinstance(model.stem, ConvPlusNanoTrackStem)
+    if args.pretrained and not added:
+        raise ConfigError("--pretrained fills NanoTrack v3's branch of the stem; set GROUNDING.STEM=conv+nanotrack_v3")
+    if args.init:
+        state = open_weights(args.init).state_dict
+        if added and not any(key.startswith(ADDED_BRANCH) for key in state):
+            if not args.pretrained:
+                raise ConfigError(f"{args.init} has no NanoTrack branch; give its weights with --pretrained "
+                                  "(../shared/peers/nanotrack_v3/nanotrack_v3.safetensors)")
+            own = {k: v for k, v in model.state_dict().items() if k.startswith(ADDED_BRANCH)}
+            state = {**state, **own}
+        load_strict(model, state, args.init)
+        print(f"initial weights: the whole grounder from {args.init}", flush=True)
+    elif args.init_tracker:
+        state = tracker_weights_for(model, open_weights(args.init_tracker).state_dict, args.init_tracker)
+        model.load_state_dict(state, strict=False)
+        print(f"initial weights: stem, {len(model.blocks)} blocks, norm and head from {args.init_tracker}", flush=True)
+    if args.pretrained:
+        print(load_nanotrack_stem(model.stem.pretrained, read_checkpoint(args.pretrained).state_dict, args.pretrained),
+              flush=True)
+
+
 def train(args: argparse.Namespace) -> Path | None:
     cfg = with_overrides(load_config(args.config), parse_overrides(args.set), source="--set")
     tcfg = cfg.grounding.train
@@ -115,13 +144,8 @@ def train(args: argparse.Namespace) -> Path | None:
     start, elapsed_before = 0, 0.0
     last = out_dir / "last.pt"
     fresh = not (args.resume and last.is_file())
-    if args.init and fresh:
-        load_strict(model, open_weights(args.init).state_dict, args.init)
-        print(f"initial weights: the whole grounder from {args.init}", flush=True)
-    elif args.init_tracker and fresh:
-        state = tracker_weights_for(model, open_weights(args.init_tracker).state_dict, args.init_tracker)
-        model.load_state_dict(state, strict=False)
-        print(f"initial weights: stem, {len(model.blocks)} blocks, norm and head from {args.init_tracker}", flush=True)
+    if fresh:
+        initialise(model, args)
     if args.resume and last.is_file():
         state = torch.load(last, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -234,10 +258,11 @@ def manifest_entry(path: Path, cfg: Config, seed: int, done: int, planned: int, 
 
 
 def _pretrained(args) -> str:
+    stem = f"; NanoTrack v3's backbone (Apache-2.0) from {args.pretrained} in the stem" if args.pretrained else ""
     if args.init:
-        return f"fine-tuned from the grounder {args.init}"
+        return f"fine-tuned from the grounder {args.init}{stem}"
     if args.init_tracker:
-        return f"vision side from the tracker {args.init_tracker}"
+        return f"vision side from the tracker {args.init_tracker}{stem}"
     return "none: the vision side from scratch"
 
 
@@ -270,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "same width (stem, first blocks, norm, centre head), e.g. weights/bundled_small.safetensors")
     parser.add_argument("--init", metavar="FILE", help="start from a trained grounder of the same config (a "
                         "fine-tune), e.g. weights/grounding_small.safetensors")
+    parser.add_argument("--pretrained", metavar="FILE", help="NanoTrack v3's released weights for the stem's "
+                        "pretrained branch (GROUNDING.STEM conv+nanotrack_v3), e.g. "
+                        "../shared/peers/nanotrack_v3/nanotrack_v3.safetensors")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="change one config key (dotted, YAML value)"
     )
