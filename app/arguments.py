@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help='find the target by a description, e.g. "the red car" (needs the grounding model)',
     )
+    add(
+        "--grounding-weights",
+        metavar="PATH",
+        help="the grounding model for --query and typed queries: a file in weights/ by name, e.g. "
+        "grounding_small_v3.safetensors, or a path (default: the bundled grounding model)",
+    )
     add("--debug", action="store_true", help="show full tracebacks and OpenCV/FFmpeg messages")
     return parser
 
@@ -153,6 +159,7 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
         save_video=Path(args.save_video).expanduser() if args.save_video else None,
         max_frames=_parse_max_frames(args.max_frames) if args.max_frames is not None else None,
         query=_parse_query(args.query) if args.query is not None else None,
+        grounding_weights=args.grounding_weights,
         debug=args.debug,
     )
 

@@ -24,6 +24,7 @@ class AppOptions:
     save_video: Path | None = None
     max_frames: int | None = None
     query: str | None = None
+    grounding_weights: str | None = None  # None: the bundled grounding model
     debug: bool = False
 
     @property
@@ -34,11 +35,12 @@ class AppOptions:
 
 def build_session(options: AppOptions) -> Session:
     """The tracker the options name (the bundled model when no weights are given) wrapped in a session; when a
-    query is given, the bundled grounding model too (it takes seconds to load, so only then)."""
+    query is given, the grounding model too (``grounding_weights``, else the bundled one; it takes seconds to
+    load, so only then)."""
     weights = options.weights
     if weights is None and options.config is None:
         weights = str(default_weights())
-    grounder = build_grounder(device=options.device) if options.query else None
+    grounder = build_grounder(weights=options.grounding_weights, device=options.device) if options.query else None
     tracker = build_tracker(
         options.config, weights, options.device, backend=options.backend, precision=options.precision
     )

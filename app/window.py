@@ -341,7 +341,7 @@ def run_gui(options: AppOptions) -> int:
     # The grounding model loads on the first query (in the worker), so box tracking is ready at once.
     window = MainWindow(
         session_factory=lambda: build_session(options),
-        grounder_factory=lambda: build_grounder(device=options.device),
+        grounder_factory=lambda: build_grounder(weights=options.grounding_weights, device=options.device),
     )
     window.show()
     record = None

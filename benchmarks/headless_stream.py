@@ -149,12 +149,18 @@ class Meter:
 
 
 def run_pipeline(
-    config: str | None, frames: int, camera_fps: float, device: str, query: str | None = None
+    config: str | None,
+    frames: int,
+    camera_fps: float,
+    device: str,
+    query: str | None = None,
+    grounder_weights: str | None = None,
 ) -> dict[str, float]:
     """``config`` None: the bundled tracker. With ``query`` the session starts from the text instead of a box,
-    with the bundled grounder: on this camera nothing matches a real description, so it grounds every frame."""
+    with the bundled grounder (or ``grounder_weights``): on this camera nothing matches a real description, so it
+    grounds every frame."""
     camera = SyntheticCamera(camera_fps)
-    grounder = build_grounder(device=device) if query else None
+    grounder = build_grounder(weights=grounder_weights, device=device) if query else None
     session = Session(build_tracker(config, None, device), grounder=grounder)
     meter = Meter(frames, max(1, frames // 10))
     with tempfile.TemporaryDirectory() as folder:
@@ -230,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bundled", action="store_true", help="the bundled tracker with its weights, not --config")
     parser.add_argument("--query", help="start from this text with the bundled grounder (grounds every frame here)")
+    parser.add_argument("--grounder", help="grounding weights for --query (default: the bundled grounder)")
     parser.add_argument("--camera-fps", type=float, default=30.0, help="synthetic camera rate; 0 = unpaced")
     parser.add_argument("--peer-frames", type=int, default=2000, help="frames for cv2.TrackerMIL (default 2000)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -241,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = "bundled tracker (its weights)" if args.bundled else f"{Path(args.config).stem} (random weights)"
     if args.query:
-        name += f", started from the query {args.query!r} with the bundled grounder"
+        name += f", started from the query {args.query!r} with {args.grounder or 'the bundled grounder'}"
     width, height = FRAME_SIZE
     print(f"machine: {machine()}")
     print(
@@ -249,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.camera_fps:g} fps, {args.frames} frames after {WARMUP_FRAMES} warm-up, results to .jsonl",
         flush=True,
     )
-    ours = run_pipeline(None if args.bundled else args.config, args.frames, args.camera_fps, args.device, args.query)
+    ours = run_pipeline(
+        None if args.bundled else args.config, args.frames, args.camera_fps, args.device, args.query, args.grounder
+    )
     print(
         f"end-to-end {ours['e2e_fps']:.1f} fps over {ours['wall']:.0f} s | tracker "
         f"{ours['tracker_fps']:.1f} fps | captured {ours['captured']}, dropped {ours['dropped']} | "

@@ -316,6 +316,32 @@ def test_long_and_non_latin_queries_are_grounded(clip, capfd, tmp_path, query):
     assert all(r["query"] and len(r["query"]) <= len(query.strip()) for r in records)
 
 
+def test_a_grounding_model_that_is_not_there_is_one_line(clip, capfd, tmp_path):
+    missing = tmp_path / "no_such_grounder.safetensors"
+    rc = run_cli(*TINY, "--source", clip, "--query", "the boat", "--grounding-weights", missing)
+    assert rc == 2
+    assert_one_line_error(capfd.readouterr().err, "no_such_grounder.safetensors")
+
+
+def test_the_grounding_model_named_is_the_one_that_grounds(clip, capfd, tmp_path, monkeypatch):
+    import app.options
+    from tracker.grounding import build_grounder
+
+    asked = []
+
+    def recording(weights=None, device="auto", **kwargs):
+        asked.append(weights)
+        return build_grounder(weights=weights, device=device, **kwargs)
+
+    monkeypatch.setattr(app.options, "build_grounder", recording)
+    bundled = ROOT / "weights" / "grounding_small_v2.safetensors"
+    out = tmp_path / "q.jsonl"
+    rc = run_cli(*TINY, "--source", clip, "--query", "the boat", "--grounding-weights", bundled,
+                 "--max-frames", "2", "--save-results", out)
+    assert rc == 0 and "Traceback" not in capfd.readouterr().err
+    assert asked == [str(bundled)] and len(out.read_text().splitlines()) == 2
+
+
 # -- configs -------------------------------------------------------------------------------------------------
 
 
