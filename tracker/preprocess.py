@@ -118,7 +118,7 @@ def crop_around(image: np.ndarray, box: Box, factor: float, output_size: int, wi
     height, width = image.shape[:2]
     win = crop_window(box, factor, width, height)
     src = image[win.source_rows(), win.source_cols()]
-    resized = cv2.resize(_padded(src, win, image), (output_size, output_size))
+    resized = cv2.resize(_padded(src, win), (output_size, output_size))
     pad_mask = None
     if with_mask:
         mask = np.ones((win.size, win.size), dtype=np.float64)
@@ -128,11 +128,11 @@ def crop_around(image: np.ndarray, box: Box, factor: float, output_size: int, wi
     return Crop(resized, pad_mask, output_size / win.size, win.size)
 
 
-def _padded(src: np.ndarray, win: CropWindow, image: np.ndarray) -> np.ndarray:
-    """The crop's square canvas: ``src`` at (top, left) in zeros; ``src`` itself when it fills the square (no copy,
-    and no zeroing of a canvas that can be many times the output's size)."""
-    if not src.size:
-        return np.zeros((win.size, win.size, image.shape[2]), dtype=image.dtype)
+def _padded(src: np.ndarray, win: CropWindow) -> np.ndarray:
+    """The crop's square canvas: ``src`` (the frame's part of it) at (top, left) in zeros; ``src`` itself when it
+    fills the square (no copy, and no zeroing of a canvas that can be many times the output's size)."""
+    if not src.size:  # an empty slice still has the frame's channels and dtype
+        return np.zeros((win.size, win.size, src.shape[2]), dtype=src.dtype)
     bottom, right = win.size - win.top - src.shape[0], win.size - win.left - src.shape[1]
     if not (win.top or win.left or bottom or right):
         return src
