@@ -3,7 +3,9 @@
 A one-pixel move of the init box can flip a whole sequence for a tracker (see docs/benchmarks.md, section 3), so
 one run's mean is a poor basis for choosing between two models. This runs ``python -m tracker.eval`` with each
 ``--init-shift`` in turn (the same trackers, baselines and options) and tabulates mean AUC per shift, the mean
-over shifts and the mean P@20 over shifts, in the spirit of OTB's spatial robustness evaluation.
+over shifts and the mean P@20 over shifts, in the spirit of OTB's spatial robustness evaluation; then each
+sequence's AUC averaged over the shifts, per tracker, which shows which sequences a gap between two trackers
+comes from.
 
     python benchmarks/init_shifts.py --dataset ../shared/data/sequences --tracker bundled --baselines csrt \\
         --threads 1 --out runs/init_shifts --no-progress --no-plots
@@ -48,9 +50,14 @@ def shift_label(shift: tuple[float, float]) -> str:
     return f"{shift[0]:g},{shift[1]:g}"
 
 
-def run_shifts(args: argparse.Namespace, command: str) -> dict[str, dict[str, dict[str, float]]]:
-    """{tracker: {shift label: {"auc", "precision20"}}} over the shifts, each shift one full evaluation."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
+ShiftTable = dict[str, dict[str, dict[str, float]]]
+
+
+def run_shifts(args: argparse.Namespace, command: str) -> tuple[ShiftTable, ShiftTable]:
+    """Over the shifts, each shift one full evaluation: {tracker: {shift label: {"auc", "precision20"}}} and
+    {tracker: {shift label: {sequence: AUC}}}."""
+    table: ShiftTable = {}
+    per_sequence: ShiftTable = {}
     for shift in args.shifts:
         one = copy.copy(args)
         one.init_shift = shift
@@ -59,11 +66,29 @@ def run_shifts(args: argparse.Namespace, command: str) -> dict[str, dict[str, di
         for tracker in evaluation.trackers:
             scores = {"auc": tracker.mean.auc, "precision20": tracker.mean.precision20}
             table.setdefault(tracker.name, {})[shift_label(shift)] = scores
+            aucs = {one_run.sequence: one_run.score.auc for one_run in tracker.runs}
+            per_sequence.setdefault(tracker.name, {})[shift_label(shift)] = aucs
         print(f"shift {shift_label(shift)}: " + ", ".join(f"{t.name} {t.mean.auc:.3f}" for t in evaluation.trackers))
-    return table
+    return table, per_sequence
 
 
-def summary_markdown(table: dict[str, dict[str, dict[str, float]]], labels: list[str]) -> str:
+def sequence_means(per_sequence: ShiftTable) -> dict[str, dict[str, float]]:
+    """{tracker: {sequence: AUC averaged over the shifts}}."""
+    means = {}
+    for name, by_shift in per_sequence.items():
+        runs = list(by_shift.values())
+        means[name] = {seq: sum(run[seq] for run in runs) / len(runs) for seq in runs[0]}
+    return means
+
+
+def sequence_markdown(means: dict[str, dict[str, float]]) -> str:
+    names = list(means)
+    sequences = list(means[names[0]])
+    rows = [(seq, *(f"{means[name][seq]:.3f}" for name in names)) for seq in sequences]
+    return markdown_table(("sequence", *names), rows)
+
+
+def summary_markdown(table: ShiftTable, labels: list[str]) -> str:
     header = ("tracker", *labels, "mean AUC", "mean P@20")
     rows = []
     for name, by_shift in table.items():
@@ -79,15 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = " ".join(["python benchmarks/init_shifts.py", *map(shlex.quote, argv)])
     try:
-        table = run_shifts(args, command)
+        table, per_sequence = run_shifts(args, command)
     except TrackerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     labels = [shift_label(s) for s in args.shifts]
-    text = f"Mean AUC over the sequences at each init shift (DX,DY pixels).\n\n{summary_markdown(table, labels)}\n"
+    means = sequence_means(per_sequence)
+    text = (
+        f"Mean AUC over the sequences at each init shift (DX,DY pixels).\n\n{summary_markdown(table, labels)}\n\n"
+        f"Each sequence's AUC, mean over the shifts.\n\n{sequence_markdown(means)}\n"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "shifts.md").write_text(f"`{command}`\n\n{text}")
-    (args.out / "shifts.json").write_text(json.dumps({"command": command, "by_tracker": table}, indent=2))
+    (args.out / "shifts.json").write_text(
+        json.dumps({"command": command, "by_tracker": table, "by_sequence": means}, indent=2)
+    )
     print(text)
     return 0
 

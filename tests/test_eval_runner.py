@@ -330,6 +330,9 @@ def test_init_shift_benchmark_runs_each_shift_and_averages(tmp_path, capsys):
     assert table["0,0"]["auc"] == pytest.approx(plain["trackers"][0]["mean"]["auc"])
     mean = (table["0,0"]["auc"] + table["3,-2"]["auc"]) / 2
     assert f"| {mean:.3f} |" in (out / "shifts.md").read_text()
+    by_sequence = json.loads((out / "shifts.json").read_text())["by_sequence"]
+    assert by_sequence == {"OpenCV MIL": {"Square": pytest.approx(mean)}}  # one sequence: its mean is the mean
+    assert f"| Square | {mean:.3f} |" in (out / "shifts.md").read_text()
     with pytest.raises(SystemExit):
         script.main([*args, "--out", str(out), "--init-shift", "1,0"])
     assert "--shifts" in capsys.readouterr().err
