@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 from tracker.config import load_config
 from tracker.errors import InputError
 from tracker.grounding import letterbox
-from tracker.models.grounding import GroundingNet
+from tracker.models.grounding import GroundingNet, resize_grid
 from tracker.train_grounding.captions import (
     absent_caption,
     colour_word,
@@ -293,6 +293,18 @@ def test_a_grounder_fine_tunes_from_its_own_weights(tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in weights)  # LR 0: the fine-tune starts exactly where the file was
     entry = json.loads((tmp_path / "manifest.json").read_text())["files"]["tuned.safetensors"]
     assert entry["data"]["pretrained"].startswith("fine-tuned from the grounder")
+    # A larger input: the one size-bound tensor, the patch position table, is resized to the new grid.
+    larger = [*common, "--out", str(tmp_path / "d"), "--steps", "1", "--init", str(first)]
+    bigger = tmp_path / "bigger.safetensors"
+    g = load_config(TINY).grounding
+    grid = g.input_size // g.stride + 2  # two more patches a side
+    set_size = ["--set", f"GROUNDING.INPUT_SIZE={grid * g.stride}", "--set", "GROUNDING.TRAIN.LR=0.0"]
+    set_size += ["--export", str(bigger), *manifest]
+    assert train_main([*larger, *set_size]) == 0
+    assert "position table resized to the input size" in capsys.readouterr().out
+    resized = load_file(bigger)["pos_patch"]
+    assert resized.shape[1] == grid * grid
+    assert torch.equal(resized, resize_grid(a["pos_patch"], grid))  # LR 0: exactly the resized table
     wider = tmp_path / "wider.yaml"
     wider.write_text(TINY.read_text().replace("EMBED_DIM: 32", "EMBED_DIM: 64"))
     assert train_main([*common, "--config", str(wider), "--out", str(tmp_path / "c"), "--init", str(first)]) == 2

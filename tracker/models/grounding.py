@@ -306,7 +306,7 @@ def tracker_weights_for(
             if name.startswith(old):
                 picked[new + name[len(old):]] = tensor
     if "backbone.pos_embed_x" in tracker_state:
-        picked["pos_patch"] = _resize_grid(tracker_state["backbone.pos_embed_x"], model.side)
+        picked["pos_patch"] = resize_grid(tracker_state["backbone.pos_embed_x"], model.side)
     wanted = [name for name in own if name.startswith(("stem.", "norm.", "head.", "blocks."))]
     missing = [name for name in wanted if name not in picked]
     wrong = [name for name, tensor in picked.items() if name in own and tensor.shape != own[name].shape]
@@ -318,7 +318,16 @@ def tracker_weights_for(
     return {name: tensor for name, tensor in picked.items() if name in own}
 
 
-def _resize_grid(table: torch.Tensor, side: int) -> torch.Tensor:
+def fit_input_size(model: GroundingNet, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A grounder's ``state`` for ``model`` when the two differ only in ``GROUNDING.INPUT_SIZE``: the patch
+    position table resized to ``model``'s grid (the one tensor whose shape follows the input size)."""
+    table = state.get("pos_patch")
+    if table is None or table.shape == model.pos_patch.shape:
+        return state
+    return {**state, "pos_patch": resize_grid(table, model.side)}
+
+
+def resize_grid(table: torch.Tensor, side: int) -> torch.Tensor:
     """(1, n*n, C) position table -> (1, side*side, C), bicubic on the grid."""
     n = math.isqrt(table.shape[1])
     grid = table.reshape(1, n, n, -1).permute(0, 3, 1, 2)

@@ -28,7 +28,7 @@ from tracker.checkpoint import read_checkpoint, save_safetensors
 from tracker.config import Config, load_config, parse_overrides, with_overrides
 from tracker.errors import ConfigError, TrackerError
 from tracker.grounding import load_strict
-from tracker.models.grounding import GroundingNet, tracker_weights_for
+from tracker.models.grounding import GroundingNet, fit_input_size, tracker_weights_for
 from tracker.models.vit import ConvPlusNanoTrackStem
 from tracker.resolve import open_weights
 from tracker.single import resolve_device
@@ -118,8 +118,10 @@ def initialise(model: GroundingNet, args: argparse.Namespace) -> None:
                                   "(../shared/peers/nanotrack_v3/nanotrack_v3.safetensors)")
             own = {k: v for k, v in model.state_dict().items() if k.startswith(ADDED_BRANCH)}
             state = {**state, **own}
-        load_strict(model, state, args.init)
-        print(f"initial weights: the whole grounder from {args.init}", flush=True)
+        fitted = fit_input_size(model, state)
+        load_strict(model, fitted, args.init)
+        resized = " (position table resized to the input size)" if fitted is not state else ""
+        print(f"initial weights: the whole grounder from {args.init}{resized}", flush=True)
     elif args.init_tracker:
         state = tracker_weights_for(model, open_weights(args.init_tracker).state_dict, args.init_tracker)
         model.load_state_dict(state, strict=False)
