@@ -370,6 +370,25 @@ def test_the_one_evaluation_command_reads_thread_lists_and_builds_the_reference_
     assert callable(reference.init) and callable(reference.update)
 
 
+def test_the_speed_only_command_times_each_listed_thread_count(monkeypatch, capsys):
+    from tracker.train_grounding import evaluate
+
+    timed = []
+
+    def fake_measure(config, weights, steps, threads, repeats):
+        timed.append(threads)
+        return [20.0 * threads] * repeats
+
+    monkeypatch.setattr(evaluate, "measure_speed", fake_measure)
+    assert evaluate.main(["--speed", "--speed-threads", "1,2", "--repeats", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert timed == [1, 2]
+    assert [line["threads"] for line in lines] == [1, 2]
+    assert lines[1] == {"threads": 2, "median_ms": [40.0, 40.0], "fps": [25.0, 25.0]}
+    assert evaluate.main(["--speed", "--threads", "3", "--repeats", "1"]) == 0
+    assert timed[-1] == 3
+
+
 NANO_WEIGHTS = ROOT / ".." / "shared" / "peers" / "nanotrack_v3" / "nanotrack_v3.safetensors"
 
 

@@ -15,8 +15,8 @@ presence ROC AUC of "own caption, target visible" frames against "foreign captio
 foreign-caption frames on which the session would start a track (presence at the app's ``PRESENCE_ON`` with a
 candidate for ``HANDOFF_FRAMES`` frames in a row). The box tracker of the session is ``--tracker``: ``ostrack``
 (the bundled or ``--tracker-weights`` OSTrack model) or an OpenCV baseline (``nano``, ``mil``, ``csrt``). Also
-``--speed``: only grounder steps per second at 640x480; ``--speed-threads 1,2`` adds them to a full run, so one
-command gives every figure:
+``--speed``: only grounder steps per second at 640x480, at ``--threads`` or at each of ``--speed-threads``;
+``--speed-threads 1,2`` alone adds them to a full run, so one command gives every figure:
 
     python -m tracker.train_grounding.evaluate --tracker ostrack --speed-threads 1,2 --out runs/grounding_eval.json
 """
@@ -212,6 +212,15 @@ def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
     return images
 
 
+def speed_record(threads: int, medians: list[float]) -> dict:
+    """One ``--speed`` line: the thread count, each repeat's median step (ms) and its steps per second."""
+    return {
+        "threads": threads,
+        "median_ms": [round(m, 1) for m in medians],
+        "fps": [round(1000 / m, 1) for m in medians],
+    }
+
+
 def measure_speed(
     config: str | None, weights: str | None, steps: int, threads: int, repeats: int
 ) -> list[float]:
@@ -267,15 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.speed:
-            medians = measure_speed(args.config, args.weights, 100, args.threads, args.repeats)
-            print(
-                json.dumps(
-                    {
-                        "median_ms": [round(m, 1) for m in medians],
-                        "fps": [round(1000 / m, 1) for m in medians],
-                    }
-                )
-            )
+            for threads in args.speed_threads or [args.threads]:
+                medians = measure_speed(args.config, args.weights, 100, threads, args.repeats)
+                print(json.dumps(speed_record(threads, medians)))
             return 0
         report = evaluate(args)
     except TrackerError as err:
