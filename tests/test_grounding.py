@@ -165,6 +165,28 @@ def test_weights_round_trip_and_mismatch(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_keys_not_marked_as_shaping_the_network_leave_its_tensors_as_they_are():
+    import dataclasses
+
+    from tracker.config import GroundingConfig, grounding_network_keys
+
+    cfg = load_config(TINY)
+    shapes = {name: t.shape for name, t in GroundingNet(cfg).state_dict().items()}
+    run_time = [f for f in dataclasses.fields(GroundingConfig) if f.name not in grounding_network_keys()]
+    changed = 0
+    for field in run_time:
+        value = getattr(cfg.grounding, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        other = value + 3 if isinstance(value, int) else value * 0.5
+        varied = dataclasses.replace(cfg, grounding=dataclasses.replace(cfg.grounding, **{field.name: other}))
+        assert {n: t.shape for n, t in GroundingNet(varied).state_dict().items()} == shapes, field.name
+        changed += 1
+    assert changed >= 10  # top_k, presence_on, rejected_memory, ...
+    wider = dataclasses.replace(cfg, grounding=dataclasses.replace(cfg.grounding, embed_dim=64))
+    assert {n: t.shape for n, t in GroundingNet(wider).state_dict().items()} != shapes
+
+
 def test_no_bundled_model_and_no_config_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("tracker.grounding.default_grounding_weights", lambda: None)
     with pytest.raises(CheckpointError, match="no bundled grounding model"):

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from tracker.config import Config, load_config, with_overrides
+from tracker.config import Config, grounding_network_keys, load_config, with_overrides
 from tracker.errors import CheckpointError, ConfigError, InputError
 from tracker.models.grounding import GroundingNet, GroundingOutput, find_peaks
 from tracker.models.text import TextEncoding, minilm_available
@@ -267,18 +267,12 @@ def build_grounder(
             )
     model, cfg = load_grounding_model(config, weights)
     changed = with_overrides(cfg, settings, source="grounding settings")
-    shaping = [key for key in NETWORK_KEYS if getattr(changed.grounding, key) != getattr(cfg.grounding, key)]
+    old, new = cfg.grounding, changed.grounding
+    shaping = [key for key in grounding_network_keys() if getattr(new, key) != getattr(old, key)]
     if shaping:
         keys = ", ".join(f"GROUNDING.{key.upper()}" for key in shaping)
         raise ConfigError(f"{keys} shapes the grounding network, which its weights fix; change run-time keys only")
     return Grounder(model, changed, device)
-
-
-# GroundingConfig keys the network is built from: the weights fix them, so run-time settings may not change them.
-NETWORK_KEYS = (
-    "text_encoder", "text_path", "text_buckets", "text_layers", "input_size", "stride", "stem", "embed_dim", "depth",
-    "num_heads", "mlp_ratio", "memory_length", "ce_loc", "head_channels",
-)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from tracker.config.schema import (
     TestConfig,
     TrackConfig,
     TrainConfig,
+    grounding_network_keys,
 )
 from tracker.errors import ConfigError  # the error every step above raises, importable beside them
 
@@ -71,6 +72,7 @@ __all__ = [
     "available_configs",
     "config_from_dict",
     "config_from_yaml_text",
+    "grounding_network_keys",
     "load_config",
     "parse_overrides",
     "resolve_config_path",

@@ -334,6 +334,12 @@ class GroundingTrainConfig:
     seed: int = 0
 
 
+def shapes_network(default: Any) -> Any:
+    """A ``GroundingConfig`` field the network is built from: weights fix it, so run-time settings may not change
+    it (``grounding_network_keys``)."""
+    return field(default=default, metadata={"shapes_network": True})
+
+
 @dataclass(frozen=True)
 class GroundingConfig:
     """Streaming text grounding (ours): the text encoder, the grounding network, and how results become events.
@@ -357,22 +363,22 @@ class GroundingConfig:
     more like one of them than like itself (0: no such memory).
     """
 
-    text_encoder: str = "minilm"
-    text_path: str = ""
-    max_tokens: int = 24
-    text_buckets: int = 8192
-    text_layers: int = 2
-    input_size: int = 256
-    stride: int = 16
-    stem: str = "conv"
-    embed_dim: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    memory_length: int = 8
-    ce_loc: tuple[int, ...] = (2,)
+    text_encoder: str = shapes_network("minilm")
+    text_path: str = shapes_network("")
+    max_tokens: int = shapes_network(24)
+    text_buckets: int = shapes_network(8192)
+    text_layers: int = shapes_network(2)
+    input_size: int = shapes_network(256)
+    stride: int = shapes_network(16)
+    stem: str = shapes_network("conv")
+    embed_dim: int = shapes_network(128)
+    depth: int = shapes_network(4)
+    num_heads: int = shapes_network(4)
+    mlp_ratio: float = shapes_network(4.0)
+    memory_length: int = shapes_network(8)
+    ce_loc: tuple[int, ...] = shapes_network((2,))
     ce_keep_ratio: tuple[float, ...] = (0.7,)
-    head_channels: int = 64
+    head_channels: int = shapes_network(64)
     top_k: int = 5
     candidate_score: float = 0.25
     peak_kernel: int = 3
@@ -388,6 +394,11 @@ class GroundingConfig:
     appearance_weight: float = 0.3
     rejected_memory: int = 8
     train: GroundingTrainConfig = field(default_factory=GroundingTrainConfig)
+
+
+def grounding_network_keys() -> tuple[str, ...]:
+    """The ``GroundingConfig`` fields marked ``shapes_network``."""
+    return tuple(f.name for f in dataclasses.fields(GroundingConfig) if f.metadata.get("shapes_network"))
 
 
 @dataclass(frozen=True)
