@@ -370,6 +370,15 @@ def test_the_one_evaluation_command_reads_thread_lists_and_builds_the_reference_
     assert callable(reference.init) and callable(reference.update)
 
 
+def test_the_evaluated_session_follows_as_many_matches_as_the_app():
+    from tracker.grounding import Grounder
+    from tracker.train_grounding.evaluate import make_session
+
+    cfg = load_config(TINY)
+    session = make_session(Grounder(GroundingNet(cfg), cfg, "cpu"), "mil", None)
+    assert session.grounder.gcfg.max_targets == cfg.grounding.max_targets == 4
+
+
 def test_the_speed_only_command_times_each_listed_thread_count(monkeypatch, capsys):
     from tracker.train_grounding import evaluate
 

@@ -7,7 +7,8 @@ Per sequence, three causal runs over every frame, and the same box tracker start
 the reference (``--no-box`` skips it):
 
 - grounder alone, own caption: the best candidate's box each frame (no candidate = a miss);
-- the session (grounding -> hand-over to the box tracker -> re-checks), own caption: the session's box;
+- the session (grounding -> hand-over to the box tracker -> re-checks), own caption: the session's box, that of
+  its primary target when it follows several matches (``GROUNDING.MAX_TARGETS``), as the CLI's results file holds;
 - grounder alone with the caption of another sequence that shows another kind of thing (the target is absent).
 
 Scores: success AUC (21 IoU thresholds, init frame not scored: ``tracker.eval.metrics``) for the first two, the
@@ -24,7 +25,6 @@ candidate for ``HANDOFF_FRAMES`` frames in a row). The box tracker of the sessio
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -104,9 +104,7 @@ def session_run(session: Session, sequence: Sequence) -> tuple[np.ndarray, int |
 
 
 def make_session(grounder: Grounder, tracker_name: str, tracker_weights: str | None) -> Session:
-    # One object per benchmark sequence: follow the primary match only.
-    gcfg = dataclasses.replace(grounder.gcfg, max_targets=1)
-    grounder.gcfg = gcfg
+    # As the app runs it (GROUNDING.MAX_TARGETS matches followed at once); the primary target's box is scored.
     if tracker_name == "ostrack":
         box_tracker = build_tracker(weights=tracker_weights, device="cpu")
         return Session(box_tracker, grounder=grounder)
