@@ -187,7 +187,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         summary["session_to_box"] = round(summary["session_auc"] / summary["box_auc"], 3)
     for threads in args.speed_threads:
         medians = measure_speed(args.config, args.weights, 100, threads, args.repeats)
-        summary[f"grounder_ms_640x480_{threads}_threads"] = [round(m, 1) for m in medians]
+        summary[f"grounder_ms_640x480_{threads}_threads"] = speed_record(threads, medians)["median_ms"]
     torch.set_num_threads(args.threads)
     return {"summary": summary, "sequences": rows}
 
