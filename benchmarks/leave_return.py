@@ -4,8 +4,8 @@ Each clip A of a dataset becomes a composite of the same length: its frames up t
 frames of a donor clip B (resized to A's frame size; A's target is not there), then A again from frame ``t1 + L``
 on, so the target comes back where it has got to in the meantime. The layout is fixed, with no randomness:
 clips sorted by name, B the next clip in that order (wrapping) that is not a part of the same video as A,
-``t1 = max(n // 3, 10)``, ``L = min(n // 4, 150, len(B))``; A is skipped when ``L < 10`` or fewer than 20 of its
-frames follow the gap. Per tracker and clip it reports:
+``t1 = max(n // 3, 10)`` (``--leave-at`` moves it), ``L = min(n // 4, 150, len(B))``; A is skipped when
+``L < 10`` or fewer than 20 of its frames follow the gap. Per tracker and clip it reports:
 
 - lost on absent: the share of donor frames the tracker reports as LOST (``lost=True`` or no finite box);
 - lost while visible: the share of A's own scored frames reported LOST (the price of saying "gone" too often);
@@ -139,14 +139,15 @@ def same_video(a: str, b: str) -> bool:
     return PART_SUFFIX.sub("", a) == PART_SUFFIX.sub("", b)
 
 
-def composite_plan(lengths: Seq[int], names: Seq[str]) -> list[Plan]:
-    """One plan per clip, in name order; ``lengths[i]`` is how many frames clip ``names[i]`` has (or is cut to)."""
+def composite_plan(lengths: Seq[int], names: Seq[str], leave_at: float | None = None) -> list[Plan]:
+    """One plan per clip, in name order; ``lengths[i]`` is how many frames clip ``names[i]`` has (or is cut to).
+    The target leaves ``leave_at`` of the way into its clip (None: a third, ``n // 3``)."""
     if len(lengths) != len(names):
         raise InputError(f"{len(lengths)} clip lengths for {len(names)} clip names; give one length per clip")
     order = sorted(range(len(names)), key=lambda i: names[i])
     donors = [_donor(order, pos, names) for pos in range(len(order))]
     return [
-        _plan(names[i], int(lengths[i]), None if d is None else (names[d], int(lengths[d])))
+        _plan(names[i], int(lengths[i]), None if d is None else (names[d], int(lengths[d])), leave_at)
         for i, d in zip(order, donors, strict=True)
     ]
 
@@ -161,10 +162,10 @@ def _donor(order: list[int], pos: int, names: Seq[str]) -> int | None:
     return None
 
 
-def _plan(name: str, frames: int, donor: tuple[str, int] | None) -> Plan:
+def _plan(name: str, frames: int, donor: tuple[str, int] | None, leave_at: float | None) -> Plan:
     if donor is None:
         return Plan(name, None, frames, 0, 0, "no donor clip from another video")
-    t1 = max(frames // 3, MIN_START)
+    t1 = max(frames // 3 if leave_at is None else int(frames * leave_at), MIN_START)
     gap = min(frames // 4, MAX_GAP, donor[1])
     skip = None
     if gap < MIN_GAP:
@@ -431,6 +432,7 @@ def report_dict(
         "machine": machine,
         "dataset": str(args.dataset),
         "max_frames": args.max_frames,
+        "leave_at": args.leave_at,
         "max_sequences": args.max_sequences,
         "seed": args.seed,
         "layout": [p.as_dict() for p in plans],
@@ -484,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/leave_return"), help="output folder")
     parser.add_argument("--max-sequences", type=int, help="run only the first N composites (in name order)")
     parser.add_argument("--max-frames", type=int, help="cut every clip to this many frames before planning")
+    parser.add_argument("--leave-at", type=float, metavar="SHARE",
+                        help="the target leaves this share of the way into its clip (default: a third)")
     parser.add_argument("--device", default="auto", help="device for model trackers: auto, cpu, cuda")
     parser.add_argument("--peers", type=Path, default=PEERS_DIR, help="folder with the NanoTrack ONNX files")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: physical cores)")
@@ -492,12 +496,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select_plans(sequences: list[Sequence], max_frames: int | None, max_sequences: int | None) -> list[Plan]:
+def select_plans(
+    sequences: list[Sequence], max_frames: int | None, max_sequences: int | None, leave_at: float | None = None
+) -> list[Plan]:
     """Plans over the whole dataset (so donors do not depend on ``max_sequences``), up to the N-th runnable one
     (skipped ones on the way stay listed with their reason)."""
     lengths = [len(s) if max_frames is None else min(len(s), max_frames) for s in sequences]
     plans, runnable = [], 0
-    for plan in composite_plan(lengths, [s.name for s in sequences]):
+    for plan in composite_plan(lengths, [s.name for s in sequences], leave_at):
         if max_sequences is not None and runnable >= max_sequences:
             break
         plans.append(plan)
@@ -519,9 +525,11 @@ def run(args: argparse.Namespace, command: str) -> list[TrackerSummary]:
         raise InputError(f"--max-frames must be at least {MIN_START + MIN_GAP + MIN_AFTER} to leave room for a gap")
     if args.max_sequences is not None and args.max_sequences < 1:
         raise InputError("--max-sequences must be 1 or more")
+    if args.leave_at is not None and not 0 < args.leave_at < 1:
+        raise InputError(f"--leave-at must be a share of the clip between 0 and 1, got {args.leave_at}")
     threads = set_threads(args.threads)
     sequences = load_dataset(args.dataset, args.layout)
-    plans = select_plans(sequences, args.max_frames, args.max_sequences)
+    plans = select_plans(sequences, args.max_frames, args.max_sequences, args.leave_at)
     if not any(p.skip is None for p in plans):
         raise InputError(f"no clip in {args.dataset} is long enough for a composite; see the skip reasons")
     only_queries = args.query and not (args.tracker or args.baselines)

@@ -96,3 +96,18 @@ def test_tracking_keep_ratios_default_to_the_trained_ones_and_can_be_set_for_tra
     off.write_text("MODEL:\n  BACKBONE:\n    CE_LOC: [3]\n    CE_KEEP_RATIO: [0.7]\nTEST:\n  CE_KEEP_RATIO: [1.0]\n")
     with pytest.raises(ConfigError, match="below 1"):
         load_config(off)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("TRACK:\n  REDETECT:\n    COLOUR_CONTRAST: 0.5\n", r"TRACK\.REDETECT\.COLOUR_CONTRAST must be at least 1"),
+        ("TRACK:\n  REDETECT:\n    COLOUR_MEMORY: -1\n", r"TRACK\.REDETECT\.COLOUR_MEMORY must be 0 or more"),
+        ("TRACK:\n  PRESENCE:\n    REFERENCE_FRAMES: -2\n", r"TRACK\.PRESENCE\.REFERENCE_FRAMES must be 0 \(off\)"),
+    ],
+)
+def test_the_search_and_presence_settings_refuse_what_cannot_work(tmp_path, yaml_text, expected):
+    path = tmp_path / "track.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path)

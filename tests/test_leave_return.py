@@ -53,6 +53,8 @@ def test_plan_skips_short_gaps_and_short_tails_with_the_reason():
     assert (just.t1, just.gap, just.skip) == (16, 12, None)
     assert (early.t1, early.gap) == (13, 10) and "17 frames after the gap" in early.skip
     assert lr.composite_plan([20, 600], ["a", "b"])[0].t1 == 10  # at least 10 frames tracked before the gap
+    assert lr.composite_plan([600, 600], ["a", "b"], leave_at=0.5)[0].t1 == 300  # --leave-at moves the gap
+    assert lr.composite_plan([600, 600], ["a", "b"], leave_at=0.01)[0].t1 == 10
     assert "gap of 9" in lr.composite_plan([600, 9], ["a", "b"])[0].skip  # the donor is too short
 
 

@@ -48,11 +48,11 @@ def _tracker(**track):
     return SingleTracker(model, cfg, "cpu", network=Network("fake", "fp32", _bright_spot_network(cfg), "exact"))
 
 
-def _scene(square: tuple[int, int] | None, size=(240, 320)):
+def _scene(square: tuple[int, int] | None, size=(240, 320), colour=(WHITE, WHITE, WHITE)):
     image = np.zeros((*size, 3), np.uint8)
     if square is not None:
         x, y = square
-        image[y : y + 20, x : x + 20] = WHITE
+        image[y : y + 20, x : x + 20] = colour
     return image
 
 
@@ -94,6 +94,25 @@ def test_redetection_finds_a_target_back_far_away_and_confirms_it_first():
     assert box.cx == pytest.approx(290, abs=6) and box.cy == pytest.approx(210, abs=6)
     assert all(not r.lost for r in results[found:])  # and it is tracked from there on
     assert target.state is TrackState.TRACKING
+
+
+def _frames_to_find(colour_search: bool) -> int:
+    """Lost frames until a red target back in the far corner of a 480x640 frame is found again."""
+    redetect = {"enabled": True, "batch": 2, "colour_search": colour_search}
+    target = Target(_tracker(lost_frames=2, recover_frames=2, redetect=redetect))
+    red = (0, 0, WHITE)  # BGR: bright in the stand-in network's red channel, and a colour the black frame lacks
+    target.init(_scene((20, 20), (480, 640), red), Box(20, 20, 20, 20))
+    _lose(target, 2)
+    for index in range(200):
+        if not target.update(_scene((600, 440), (480, 640), red)).lost:
+            return index
+    return 200
+
+
+def test_redetection_looks_first_where_the_targets_colours_are():
+    by_colour = _frames_to_find(colour_search=True)
+    assert by_colour == 1  # a candidate on the first lost frame, confirmed on the second
+    assert _frames_to_find(colour_search=False) > 10  # the tiles reach the far corner last
 
 
 def test_redetection_does_not_accept_a_flash():

@@ -4,9 +4,11 @@ a row before the target counts as found again.
 
 Each lost frame scores ``TRACK.REDETECT.BATCH`` crops: the tracker's own search crop (it keeps tracking, so a
 target that was only hidden for a moment is found where it went), one around the candidate under watch if there is
-one, and the next tiles in turn, nearest to the last box the target was tracked at first. The cost per frame is
-fixed (one forward of a static batch); a sweep of the whole frame takes as many frames as there are tiles divided
-by the tiles per frame.
+one, and the rest shared between the places most like the target in colour that were not looked at in the last
+few frames (``tracker.colour_search``) and the next tiles in turn, nearest to the last box the target was tracked
+at first. The cost per frame is fixed (one forward of a static batch). Colour points a crop at a target that came
+back far away within a frame or two; the tiles, swept over as many frames as there are tiles divided by the tiles
+per frame, find one that came back near where it left, or whose colours the frame shares.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracker.accel import NetOutput, Network
+from tracker.colour_search import colour_peaks
 from tracker.config import TrackConfig
 from tracker.models.head import decode_boxes
 from tracker.preprocess import stack_rows
@@ -72,6 +75,9 @@ class Redetector:
         self.judge = judge
         self.cfg = cfg or tracker.cfg.track
         self._last: Box | None = None
+        self._colours: np.ndarray | None = None
+        self._looked: list[tuple[int, Box]] = []  # (lost frame, crop) of the places chosen by colour
+        self._lost_frames = 0
         self._tiles: list[tuple[float, float]] = []
         self._next_tile = 0
         self._candidate: Sighting | None = None
@@ -86,9 +92,12 @@ class Redetector:
     def _network(self) -> Network:
         return self.tracker.network.with_batch(self.cfg.redetect.batch)
 
-    def start(self, last: Box, frame_size: tuple[int, int]) -> None:
-        """Search from now on for the target last tracked at ``last`` in frames of ``frame_size`` (w, h)."""
+    def start(self, last: Box, frame_size: tuple[int, int], colours: np.ndarray | None = None) -> None:
+        """Search from now on for the target last tracked at ``last`` in frames of ``frame_size`` (w, h), and with
+        the target's ``colours`` (a ``presence.colour_histogram``; None: by tiles alone)."""
         self._last = last
+        self._colours = colours if self.cfg.redetect.colour_search else None
+        self._looked, self._lost_frames = [], 0
         side = math.sqrt(last.w * last.h) * self.tracker.cfg.test.search_factor
         self._tiles = tile_centres(*frame_size, side, self.cfg.redetect.tile_step, last)
         self._next_tile = 0
@@ -102,9 +111,12 @@ class Redetector:
         if self._last is None:
             raise RuntimeError("Redetector.step before start")
         start = time.perf_counter()
+        self._lost_frames += 1
         watched = [self._candidate.box] if self._candidate is not None else []
-        tiles = [self._tile_box(c) for c in self._take_tiles(self.cfg.redetect.batch - 1 - len(watched))]
-        arounds = [self.tracker.state, *watched, *tiles]
+        spare = self.cfg.redetect.batch - 1 - len(watched)
+        places = self._colour_places(image_bgr, self._colour_share(spare), watched)
+        places += [self._tile_box(c) for c in self._take_tiles(spare - len(places))]
+        arounds = [self.tracker.state, *watched, *places]
         with memory_errors(self.tracker.device):
             crops = [self.tracker.search_crop(image_bgr, around) for around in arounds]
             out = self._network()(self.tracker.template_tokens, stack_rows([crop for crop, _ in crops]))
@@ -136,6 +148,28 @@ class Redetector:
             self._candidate, self._held = best, 1
         else:
             self._candidate, self._held = None, 0
+
+    def _colour_share(self, spare: int) -> int:
+        """How many of ``spare`` crops go to places chosen by colour: half, the odd one on every other lost frame.
+        The other half sweeps the tiles nearest first: a target usually comes back near where it left, and colour
+        points nowhere when the frame shares the target's colours."""
+        if self._colours is None:
+            return 0
+        return (spare + self._lost_frames % 2) // 2
+
+    def _colour_places(self, image_bgr: np.ndarray, count: int, watched: list[Box]) -> list[Box]:
+        """Up to ``count`` boxes of the target's size at the places most like it in colour, away from the tracker's
+        own crop, the candidate's, and the places chosen in the last ``TRACK.REDETECT.COLOUR_MEMORY`` lost frames."""
+        if count <= 0:
+            return []
+        memory = self.cfg.redetect.colour_memory
+        self._looked = [(frame, box) for frame, box in self._looked if self._lost_frames - frame < memory]
+        avoid = [self.tracker.state, *watched, *(box for _, box in self._looked)]
+        size = (self._last.w, self._last.h)
+        peaks = colour_peaks(image_bgr, self._colours, size, count, avoid, self.cfg.redetect.colour_contrast)
+        places = [self._tile_box(centre) for centre in peaks]
+        self._looked += [(self._lost_frames, box) for box in places]
+        return places
 
     def _take_tiles(self, count: int) -> list[tuple[float, float]]:
         taken = []

@@ -26,7 +26,7 @@ from tracker.config import TrackConfig
 from tracker.errors import InputError
 from tracker.grounding import Grounder, GroundingStep, association_cost, linear_assignment
 from tracker.preprocess import to_bgr_uint8
-from tracker.presence import ColourReference, presence
+from tracker.presence import TargetPresence
 from tracker.single import SingleTracker, update_together
 from tracker.target import Target, update_targets
 from tracker.types import (
@@ -52,7 +52,7 @@ class _Target:
     tracker: SingleTracker
     box: Box
     appearance: np.ndarray
-    colour: ColourReference
+    presence: TargetPresence
     last_seen: Box | None = None  # the last box it was tracked at with confidence
     score: float = 1.0
     state: TrackState = TrackState.TRACKING
@@ -222,7 +222,7 @@ class Session:
             tracker,
             box,
             appearance,
-            ColourReference(to_bgr_uint8(frame.image), box, self.cfg.presence.colour_update),
+            TargetPresence(to_bgr_uint8(frame.image), box, self.cfg.presence),
             last_seen=box,
         )
         self._next_id += 1
@@ -233,10 +233,8 @@ class Session:
         """Every target's box tracker steps into this frame; secondary targets lost for long are dropped."""
         image = to_bgr_uint8(frame.image)
         for target, result in zip(self.targets, self._step_trackers(image), strict=True):
-            colour = target.colour.similarity(image, result.box)
-            target.box, target.score = result.box, presence(result.score, colour, self.cfg.presence)
-            if target.score >= self.cfg.recover_score:
-                target.colour.update(image, result.box)
+            score = target.presence.step(image, result.box, result.score, self.cfg.recover_score)
+            target.box, target.score = result.box, score
             target.weak = target.weak + 1 if target.score < self.cfg.lost_score else 0
             if not target.weak:
                 target.last_seen = result.box
@@ -327,7 +325,7 @@ class Session:
 
     def _retarget(self, frame: Frame, target: _Target, box: Box) -> None:
         target.tracker.init(frame.image, box)
-        target.colour = ColourReference(to_bgr_uint8(frame.image), box, self.cfg.presence.colour_update)
+        target.presence = TargetPresence(to_bgr_uint8(frame.image), box, self.cfg.presence)
         target.last_seen = box
         target.box, target.score, target.weak, target.state = box, 1.0, 0, TrackState.TRACKING
         if target is self.targets[0] and self.state is TrackState.LOST:

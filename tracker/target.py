@@ -22,7 +22,7 @@ import numpy as np
 
 from tracker.config import TrackConfig
 from tracker.preprocess import to_bgr_uint8
-from tracker.presence import ColourReference, presence
+from tracker.presence import TargetPresence
 from tracker.redetect import Redetector
 from tracker.single import SingleTracker, update_together
 from tracker.types import Box, TrackResult, TrackState
@@ -37,7 +37,7 @@ class Target:
         self.target_id = target_id
         self.cfg = track_cfg or tracker.cfg.track
         self.redetector = Redetector(tracker, self.presence, self.cfg) if self.cfg.redetect.enabled else None
-        self.colour: ColourReference | None = None
+        self.judge: TargetPresence | None = None
         self.state = TrackState.IDLE
         self.score = 0.0
         self.last_seen: Box | None = None
@@ -58,7 +58,7 @@ class Target:
     def init(self, frame_bgr: np.ndarray, box: Box) -> None:
         image = to_bgr_uint8(frame_bgr)
         self.tracker.init(image, box)
-        self.colour = ColourReference(image, self.tracker.state, self.cfg.presence.colour_update)
+        self.judge = TargetPresence(image, self.tracker.state, self.cfg.presence)
         if self.redetector is not None:
             self.redetector.prepare()  # a static backend builds its re-detection batch now, not mid-stream
         self.state, self.score, self.last_seen = TrackState.TRACKING, 1.0, self.tracker.state
@@ -70,11 +70,12 @@ class Target:
 
     def presence(self, image_bgr: np.ndarray, box: Box, peak: float) -> float:
         """The calibrated probability that the target is at ``box``, found there with score-map ``peak``."""
-        return presence(peak, self.colour.similarity(image_bgr, box), self.cfg.presence)
+        return self.judge.at(image_bgr, box, peak)
 
     def observe(self, image_bgr: np.ndarray, raw: TrackResult) -> TrackResult:
         """Label a tracking step's result with its presence and the state it leads to."""
-        step = TrackResult(raw.box, self.presence(image_bgr, raw.box, raw.score), raw.elapsed_ms)
+        score = self.judge.step(image_bgr, raw.box, raw.score, self.cfg.recover_score)
+        step = TrackResult(raw.box, score, raw.elapsed_ms)
         self.score, self._box = step.score, step.box
         weak = step.score < self.cfg.lost_score
         self._weak = self._weak + 1 if weak else 0
@@ -89,8 +90,6 @@ class Target:
             return self._lost(step)
         if not weak:
             self.state, self.last_seen = TrackState.TRACKING, step.box
-        if self._strong:
-            self.colour.update(image_bgr, step.box)
         return step
 
     def search(self, image_bgr: np.ndarray) -> TrackResult:
@@ -110,7 +109,9 @@ class Target:
         self._strong = 0
         self.tracker.move_to(image_bgr, self.last_seen)
         if self.redetector is not None:
-            self.redetector.start(self.last_seen, (image_bgr.shape[1], image_bgr.shape[0]))
+            frame_size = (image_bgr.shape[1], image_bgr.shape[0])
+            # The colours at init: a running average learnt up to the loss may have taken in the background.
+            self.redetector.start(self.last_seen, frame_size, self.judge.colour.initial)
 
     @staticmethod
     def _lost(step: TrackResult) -> TrackResult:

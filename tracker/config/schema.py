@@ -231,14 +231,17 @@ class PresenceConfig:
     ``sigmoid(score_weight * peak + colour_weight * colour + bias)``, where ``peak`` is the score map's peak and
     ``colour`` the similarity (0..1) of the box's colours to the target's: at init, or their running average over
     confident steps (presence at least ``TRACK.RECOVER_SCORE``), which moves ``colour_update`` of the way to each
-    (0: the colours at init only). Fitted per model by ``benchmarks/calibrate_presence.py`` on training footage; the
-    defaults are the bundled model's.
+    (0: the colours at init only). With ``reference_frames`` above 0, ``peak`` and ``colour`` are first divided by
+    their medians over the target's first that many tracking steps (``tracker.presence.StartReference``). Fitted per
+    model by ``benchmarks/calibrate_presence.py`` on training footage; the defaults are the first bundled model's,
+    and a weights file carries its own.
     """
 
     score_weight: float = 9.567
     colour_weight: float = 9.062
     bias: float = -10.24
     colour_update: float = 0.05
+    reference_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,11 @@ class RedetectConfig:
     around the candidate under watch if there is one, the rest the next tiles in turn (1: the tracker's own crop
     only, no tiles); a lost step costs less than this many normal steps.
     ``tile_step``: the distance between neighbouring tiles as a share of a crop's side (below 1: they overlap).
+    ``colour_search``: half the crops after the candidate's (the odd one on every other lost frame) go to the
+    places whose colours are most like the target's at init (``tracker.colour_search``), the rest to the tiles;
+    ``colour_contrast``: a place counts only if it holds the target's colours this many times as densely as the
+    frame does on average (else its crop goes to a tile); ``colour_memory``: a place looked at is not chosen by
+    colour again for this many lost frames, so that the search moves on from a look-alike.
     A crop whose presence reaches ``TRACK.RECOVER_SCORE`` becomes the candidate under watch; the target is found
     again when the candidate, or the tracker's own step, holds that for ``TRACK.RECOVER_FRAMES`` frames in a row.
     """
@@ -258,6 +266,9 @@ class RedetectConfig:
     enabled: bool = True
     batch: int = 2
     tile_step: float = 0.5
+    colour_search: bool = True
+    colour_contrast: float = 2.0
+    colour_memory: int = 10
 
 
 @dataclass(frozen=True)

@@ -116,11 +116,19 @@ def _validate_test_and_track(cfg: Config, fail: Fail) -> None:
              f"{track.presence.colour_update}")
     if track.max_targets < 1:
         fail(f"TRACK.MAX_TARGETS must be at least 1, got {track.max_targets}")
+    if track.presence.reference_frames < 0:
+        fail(f"TRACK.PRESENCE.REFERENCE_FRAMES must be 0 (off) or more tracking steps, got "
+             f"{track.presence.reference_frames}")
     if track.redetect.batch < 1:
         fail(f"TRACK.REDETECT.BATCH must be at least 1 crop, got {track.redetect.batch}")
     if not (math.isfinite(track.redetect.tile_step) and 0 < track.redetect.tile_step <= 1):
         fail(f"TRACK.REDETECT.TILE_STEP must be above 0 and at most 1 (a share of the crop side), got "
              f"{track.redetect.tile_step}")
+    if not (math.isfinite(track.redetect.colour_contrast) and track.redetect.colour_contrast >= 1):
+        fail(f"TRACK.REDETECT.COLOUR_CONTRAST must be at least 1 (times the frame's mean), got "
+             f"{track.redetect.colour_contrast}")
+    if track.redetect.colour_memory < 0:
+        fail(f"TRACK.REDETECT.COLOUR_MEMORY must be 0 or more lost frames, got {track.redetect.colour_memory}")
 
 
 def _validate_scale_filter(sf: ScaleFilterConfig, fail: Fail) -> None:
