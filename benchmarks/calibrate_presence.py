@@ -4,8 +4,7 @@ footage, and show how well it separates "the target is in the picture" from "it 
 The tracker follows each composite clip (``benchmarks/leave_return.py`` builds them) without ever being declared
 lost, and every frame gives its score-map peak and the colour similarity of its box to the target's colours (at
 init, or their running average over confident steps, judged with the config's current calibration, as a
-``tracker.target.Target`` keeps them). With ``TRACK.PRESENCE.REFERENCE_FRAMES`` above 0 (``--set``), both are
-divided by their medians over the clip's first steps before the fit, as the tracker does. Positive
+``tracker.target.Target`` keeps them). Positive
 frames: the target is visible and the box is on it (IoU >= 0.3). Negative frames: the donor's frames, where the
 target is absent. A logistic regression on (peak, colour) gives ``TRACK.PRESENCE``; the script prints the ROC AUC
 of each signal and of the fit, per clip the median presence on both kinds of frame, and, for the thresholds in the
@@ -40,7 +39,7 @@ from tracker import Box, build_tracker  # noqa: E402
 from tracker.config import PresenceConfig, TrackConfig, parse_overrides  # noqa: E402
 from tracker.eval.datasets import load_dataset  # noqa: E402
 from tracker.eval.metrics import iou, roc_auc  # noqa: E402
-from tracker.presence import StartReference, TargetPresence, presence  # noqa: E402
+from tracker.presence import TargetPresence, presence  # noqa: E402
 
 ON_TARGET_IOU = 0.3
 
@@ -85,17 +84,6 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, colours: PresenceConf
     return dataclasses.replace(colours or PresenceConfig(), **fitted)
 
 
-def clip_features(clip: dict, reference_frames: int) -> np.ndarray:
-    """Per frame, (peak, colour) as the presence reads them: divided by the clip's start reference
-    (``StartReference``, replayed over the clip's steps) when ``reference_frames`` is above 0."""
-    start = StartReference(reference_frames)
-    rows = []
-    for peak, colour in zip(clip["peak"], clip["colour"], strict=True):
-        start.add(peak, colour)
-        rows.append(start.relative(peak, colour))
-    return np.array(rows, dtype=np.float64).reshape(-1, 2)
-
-
 def weak_runs(values: np.ndarray, threshold: float, run: int) -> np.ndarray:
     """Per frame: the frame ends a run of at least ``run`` frames below ``threshold``."""
     flags, count = np.zeros(len(values), bool), 0
@@ -109,7 +97,7 @@ def summary(clips: dict, fit: PresenceConfig, track: TrackConfig) -> dict:
     """ROC AUCs, per-clip medians and the weak shares at the config's thresholds."""
 
     def prob(c: dict) -> np.ndarray:
-        return np.array([presence(p, k, fit) for p, k in clip_features(c, fit.reference_frames)])
+        return np.array([presence(p, k, fit) for p, k in zip(c["peak"], c["colour"], strict=True)])
 
     pos = {name: np.array(c["positive"]) for name, c in clips.items()}
     neg = {name: np.array(c["negative"]) for name, c in clips.items()}
@@ -194,8 +182,7 @@ def main() -> None:
                 print(f"  {plan.sequence}", file=sys.stderr, flush=True)
     positive = np.concatenate([np.array(c["positive"]) for c in clips.values()])
     negative = np.concatenate([np.array(c["negative"]) for c in clips.values()])
-    reference_frames = tracker.cfg.track.presence.reference_frames
-    features = np.concatenate([clip_features(c, reference_frames) for c in clips.values()])
+    features = np.concatenate([np.stack([c["peak"], c["colour"]], 1) for c in clips.values()])
     keep = positive | negative
     fit = fit_logistic(features[keep], positive[keep].astype(float), tracker.cfg.track.presence)
     report = {

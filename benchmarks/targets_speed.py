@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from speed import percentiles, synthetic_frames, time_nano  # noqa: E402
 
 from tracker import Box, Session, build_tracker  # noqa: E402
+from tracker.config import parse_overrides  # noqa: E402
 from tracker.target import Target  # noqa: E402
 from tracker.threads import physical_cores  # noqa: E402
 from tracker.types import Frame  # noqa: E402
@@ -52,6 +53,7 @@ def lost_step_ms(args: argparse.Namespace, frames, box: Box) -> tuple[tuple[floa
     """Median and p90 of a lost target's re-detection step (a target set never to be confident, so that every
     step after the first is one), and the crops each such step scores."""
     overrides = {"TRACK.LOST_SCORE": "1.0", "TRACK.LOST_FRAMES": "1", "TRACK.RECOVER_SCORE": "1.0"}
+    overrides.update(parse_overrides(args.set))
     if args.redetect_batch is not None:
         overrides["TRACK.REDETECT.BATCH"] = str(args.redetect_batch)
     tracker = build_tracker(backend=args.backend, overrides=overrides)
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=physical_cores())
     parser.add_argument("--redetect-batch", type=int, help="crops per re-detection step (default: the config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one config key of the lost target's tracker (dotted, YAML value)")
     args = parser.parse_args()
     os.environ["OSTRACK_LIVE_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)

@@ -103,7 +103,6 @@ def test_tracking_keep_ratios_default_to_the_trained_ones_and_can_be_set_for_tra
     [
         ("TRACK:\n  REDETECT:\n    COLOUR_CONTRAST: 0.5\n", r"TRACK\.REDETECT\.COLOUR_CONTRAST must be at least 1"),
         ("TRACK:\n  REDETECT:\n    COLOUR_MEMORY: -1\n", r"TRACK\.REDETECT\.COLOUR_MEMORY must be 0 or more"),
-        ("TRACK:\n  PRESENCE:\n    REFERENCE_FRAMES: -2\n", r"TRACK\.PRESENCE\.REFERENCE_FRAMES must be 0 \(off\)"),
     ],
 )
 def test_the_search_and_presence_settings_refuse_what_cannot_work(tmp_path, yaml_text, expected):

@@ -1,6 +1,5 @@
 """Presence: the score-map peak and the box's colours as one calibrated probability, and the calibration's fit."""
 
-import dataclasses
 import importlib.util
 import math
 from pathlib import Path
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from tracker.config import PresenceConfig
-from tracker.presence import ColourReference, StartReference, TargetPresence, presence
+from tracker.presence import ColourReference, TargetPresence, presence
 from tracker.types import Box
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,36 +117,17 @@ def test_the_trade_off_counts_absent_and_visible_frames_in_lost_runs_per_thresho
     assert rows[0.4, 5]["absent_in_lost_runs"] == 0.0
 
 
-def test_the_start_reference_divides_by_the_medians_of_the_first_steps_only():
-    start = StartReference(3)
-    assert start.relative(0.4, 0.5) == (0.4, 0.5)  # nothing taken yet: as measured
-    for peak, colour in [(0.2, 0.5), (0.4, 0.6), (0.3, 0.9), (0.9, 0.1)]:  # the fourth is past the first three
-        start.add(peak, colour)
-    assert start.relative(0.6, 0.3) == (pytest.approx(2.0), pytest.approx(0.5))  # medians 0.3 and 0.6
-    off = StartReference(0)
-    off.add(0.2, 0.5)
-    assert off.relative(0.6, 0.3) == (0.6, 0.3)
-
-
-def test_a_target_that_always_scores_low_is_present_relative_to_its_start_and_absent_when_it_drops():
+def test_a_targets_presence_learns_colours_from_confident_steps_only():
     image = _two_colours()
-    red = Box(10, 10, 40, 40)
-    cfg = PresenceConfig(score_weight=10.0, colour_weight=0.0, bias=-8.0, reference_frames=3)
-    relative = TargetPresence(image, red, cfg)
-    absolute = TargetPresence(image, red, dataclasses.replace(cfg, reference_frames=0))
-    for _ in range(3):
-        assert relative.step(image, red, 0.3, confident=0.6) > 0.8  # peak 0.3 is this target's own level
-        assert absolute.step(image, red, 0.3, confident=0.6) < 0.01
-    assert relative.at(image, red, 0.1) < 0.01  # a third of its level: gone
-    assert relative.at(image, red, 0.3) > 0.8  # judging a place learns nothing
-    assert relative.step(image, red, 0.9, confident=0.6) > 0.99
-    assert relative.at(image, red, 0.3) > 0.8  # steps after the first three leave the reference as it was
-
-
-def test_the_calibration_reads_each_clip_relative_to_its_own_start():
-    calib = _calibration()
-    clip = {"peak": [0.2, 0.4, 0.3, 0.1, 0.6], "colour": [0.5, 0.6, 0.9, 0.3, 0.6]}
-    rows = calib.clip_features(clip, 3)
-    assert rows[3] == pytest.approx([0.1 / 0.3, 0.3 / 0.6])
-    assert rows[0] == pytest.approx([1.0, 1.0])  # the first step is its own reference
-    assert calib.clip_features(clip, 0)[4] == pytest.approx([0.6, 0.6])
+    red, blue = Box(10, 10, 40, 40), Box(120, 20, 40, 40)
+    cfg = PresenceConfig(score_weight=10.0, colour_weight=10.0, bias=-12.0, colour_update=0.5)
+    judge = TargetPresence(image, red, cfg)
+    on_blue = judge.at(image, blue, 0.9)
+    assert on_blue == pytest.approx(presence(0.9, judge.colour.similarity(image, blue), cfg))
+    for _ in range(5):
+        judge.at(image, blue, 0.9)  # places looked at while searching teach nothing
+        judge.step(image, blue, 0.1, confident=0.6)  # nor do weak steps
+    assert judge.at(image, blue, 0.9) == pytest.approx(on_blue)
+    for _ in range(5):
+        judge.step(image, blue, 0.9, confident=0.01)  # confident steps move the colours towards the box's
+    assert judge.at(image, blue, 0.9) > on_blue + 0.1

@@ -76,57 +76,23 @@ def colour_histogram(image_bgr: np.ndarray, box: Box) -> np.ndarray | None:
     return cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
 
 
-class StartReference:
-    """The medians of a target's score-map peak and colour similarity over its first ``frames`` tracking steps,
-    which its later peaks and colours are divided by (``TRACK.PRESENCE.REFERENCE_FRAMES``; 0: they are not).
-
-    A target that is small, thin or seen from afar scores a low peak and a low colour similarity even when the box
-    is on it, since its box holds much background; divided by what it scored when it was surely there, it reads
-    about 1 when found and well below 1 when gone, whatever the scene.
-    """
-
-    def __init__(self, frames: int) -> None:
-        self.frames = frames
-        self._peaks: list[float] = []
-        self._colours: list[float] = []
-
-    def add(self, peak: float, colour: float) -> None:
-        """A tracking step's peak and colour similarity; kept while fewer than ``frames`` are."""
-        if len(self._peaks) < self.frames:
-            self._peaks.append(peak)
-            self._colours.append(colour)
-
-    def relative(self, peak: float, colour: float) -> tuple[float, float]:
-        """``peak`` and ``colour`` divided by the medians so far (as they are before the first step)."""
-        if not self._peaks:
-            return peak, colour
-        return peak / _median_floor(self._peaks), colour / _median_floor(self._colours)
-
-
-def _median_floor(values: list[float]) -> float:
-    return max(float(np.median(values)), 1e-3)
-
-
 class TargetPresence:
-    """How present one target is at a box: its colours (``ColourReference``) and its start reference
-    (``StartReference``) through the calibration ``cfg``."""
+    """How present one target is at a box: its score-map peak and its colours (``ColourReference``) through the
+    calibration ``cfg``."""
 
     def __init__(self, image_bgr: np.ndarray, box: Box, cfg: PresenceConfig) -> None:
         self.cfg = cfg
         self.colour = ColourReference(image_bgr, box, cfg.colour_update)
-        self.start = StartReference(cfg.reference_frames)
 
     def at(self, image_bgr: np.ndarray, box: Box, peak: float) -> float:
         """The presence of the target at ``box``, found there with score-map ``peak``; learns nothing (a place
         looked at while searching)."""
-        return presence(*self.start.relative(peak, self.colour.similarity(image_bgr, box)), self.cfg)
+        return presence(peak, self.colour.similarity(image_bgr, box), self.cfg)
 
     def step(self, image_bgr: np.ndarray, box: Box, peak: float, confident: float) -> float:
-        """The presence of a tracking step's ``box``; the step joins the start reference while it is being taken,
-        and a step at least ``confident`` moves the colours towards the box's."""
-        colour = self.colour.similarity(image_bgr, box)
-        self.start.add(peak, colour)
-        value = presence(*self.start.relative(peak, colour), self.cfg)
+        """The presence of a tracking step's ``box``; a step at least ``confident`` moves the colours towards the
+        box's."""
+        value = self.at(image_bgr, box, peak)
         if value >= confident:
             self.colour.update(image_bgr, box)
         return value

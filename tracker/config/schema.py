@@ -231,17 +231,14 @@ class PresenceConfig:
     ``sigmoid(score_weight * peak + colour_weight * colour + bias)``, where ``peak`` is the score map's peak and
     ``colour`` the similarity (0..1) of the box's colours to the target's: at init, or their running average over
     confident steps (presence at least ``TRACK.RECOVER_SCORE``), which moves ``colour_update`` of the way to each
-    (0: the colours at init only). With ``reference_frames`` above 0, ``peak`` and ``colour`` are first divided by
-    their medians over the target's first that many tracking steps (``tracker.presence.StartReference``). Fitted per
-    model by ``benchmarks/calibrate_presence.py`` on training footage; the defaults are the first bundled model's,
-    and a weights file carries its own.
+    (0: the colours at init only). Fitted per model by ``benchmarks/calibrate_presence.py`` on training footage;
+    the defaults are the first bundled model's, and a weights file carries its own.
     """
 
     score_weight: float = 9.567
     colour_weight: float = 9.062
     bias: float = -10.24
     colour_update: float = 0.05
-    reference_frames: int = 0
 
 
 @dataclass(frozen=True)

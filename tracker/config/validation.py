@@ -116,9 +116,6 @@ def _validate_test_and_track(cfg: Config, fail: Fail) -> None:
              f"{track.presence.colour_update}")
     if track.max_targets < 1:
         fail(f"TRACK.MAX_TARGETS must be at least 1, got {track.max_targets}")
-    if track.presence.reference_frames < 0:
-        fail(f"TRACK.PRESENCE.REFERENCE_FRAMES must be 0 (off) or more tracking steps, got "
-             f"{track.presence.reference_frames}")
     if track.redetect.batch < 1:
         fail(f"TRACK.REDETECT.BATCH must be at least 1 crop, got {track.redetect.batch}")
     if not (math.isfinite(track.redetect.tile_step) and 0 < track.redetect.tile_step <= 1):
