@@ -16,7 +16,6 @@ from tracker.presence import HUE_BINS, SATURATION_BINS
 from tracker.types import Box
 
 WORK_SIDE = 8.0  # pixels: the target's shorter side after the frame is shrunk for the map (never enlarged)
-WORK_WIDTH = 640  # pixels: the map is never wider, so that a small target in a large frame costs what it does at VGA
 _RANGES = [0, 180, 0, 256]
 
 
@@ -32,10 +31,8 @@ def colour_peaks(
     ``target_hist`` (a ``presence.colour_histogram``), best first, at least a box apart from one another and from
     the centres of the boxes in ``avoid``. Only boxes that hold the target's colours ``min_contrast`` times as
     densely as the frame does on average count: where the frame is all the target's colours, none does."""
-    scale = min(1.0, WORK_SIDE / max(1.0, min(size)), WORK_WIDTH / image_bgr.shape[1])
-    # Nearest: a sampled pixel keeps its own colour, where averaging would mix neighbours into hues neither has.
-    nearest = cv2.INTER_NEAREST
-    small = image_bgr if scale == 1.0 else cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=nearest)
+    scale = min(1.0, WORK_SIDE / max(1.0, min(size)))
+    small = image_bgr if scale == 1.0 else cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
     frame_hist = cv2.calcHist([hsv], [0, 1], None, [HUE_BINS, SATURATION_BINS], _RANGES)
     frame_hist /= max(float(frame_hist.sum()), 1.0)
