@@ -243,13 +243,14 @@ class PresenceConfig:
 
 @dataclass(frozen=True)
 class RedetectConfig:
-    """Re-detection while a target is lost (ours): the tracker stops following its last box and scores crops that
-    tile the whole frame, at the target's last size, against the stored template.
+    """Re-detection while a target is lost (ours): beside the tracker's own step, crops that tile the whole frame
+    at the target's last size, and crops at the places most like it in colour, are scored against the stored
+    template.
 
-    ``enabled``: search the frame while lost (off: the box stays where the target was lost, as OSTrack does).
+    ``enabled``: search the frame while lost (off: only the tracker's own step can find the target again).
     ``batch``: crops scored per lost frame in one batched forward (static): the tracker's own search crop, one
-    around the candidate under watch if there is one, the rest the next tiles in turn (1: the tracker's own crop
-    only, no tiles); a lost step costs less than this many normal steps.
+    around the candidate under watch if there is one, the rest shared between colour places and the next tiles in
+    turn (1: the tracker's own crop only); a lost step costs less than this many normal steps.
     ``tile_step``: the distance between neighbouring tiles as a share of a crop's side (below 1: they overlap).
     ``colour_search``: half the crops after the candidate's (the odd one on every other lost frame) go to the
     places whose colours are most like the target's at init (``tracker.colour_search``), the rest to the tiles;
