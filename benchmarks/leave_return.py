@@ -25,7 +25,6 @@ step fails (CSRT and KCF have thresholds for that).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -318,12 +317,11 @@ def run_query_composite(session: Session, sequence: Sequence, donor: Sequence, p
 def query_session(spec: str) -> tuple[str, Session]:
     """The row name and the app's query session for ``--query`` text ``GROUNDER[,KEY=VALUE...][,name=NAME]``: the
     grounder (``default``: the bundled one) with those run-time settings, handing over to the bundled tracker and
-    following one target (each composite has one)."""
+    following as many matches as ``GROUNDING.MAX_TARGETS`` allows, as the app does; the primary is scored."""
     weights, *rest = (part.strip() for part in spec.split(","))
     name = next((p.partition("=")[2] for p in rest if p.startswith("name=")), f"query session ({Path(weights).stem})")
     settings = parse_overrides([p for p in rest if not p.startswith("name=")], "--query")
     grounder = build_grounder(weights=None if weights == "default" else weights, device="cpu", settings=settings)
-    grounder.gcfg = dataclasses.replace(grounder.gcfg, max_targets=1)
     return name, Session(build_tracker(device="cpu"), grounder=grounder)
 
 

@@ -243,3 +243,8 @@ def test_a_query_session_starts_from_the_caption_and_is_scored_like_a_tracker(tm
     assert result.score.frames_to_found == 0
     with pytest.raises(InputError, match=r"language\.txt"):
         lr.run_query_composite(session, alpha, beta, plan)
+
+
+def test_a_query_session_follows_as_many_matches_as_the_app():
+    name, session = lr.query_session("default,GROUNDING.MAX_TARGETS=3,name=three")
+    assert name == "three" and session.grounder.gcfg.max_targets == 3  # was forced to one match
