@@ -106,9 +106,8 @@ class Redetector:
     def step(self, image_bgr: np.ndarray) -> SearchStep:
         """One lost frame: the tracker's own step (its state moves with it, as when tracking), the crop around the
         candidate under watch if there is one, and the rest at places chosen by colour and at the next tiles, all in
-        one forward. The target is found when
-        either the tracker's own step or the candidate holds ``TRACK.RECOVER_SCORE`` for ``TRACK.RECOVER_FRAMES``
-        frames in a row."""
+        one forward. The target is found when either the tracker's own step or the candidate holds
+        ``TRACK.RECOVER_SCORE`` for ``TRACK.RECOVER_FRAMES`` frames in a row."""
         if self._last is None:
             raise RuntimeError("Redetector.step before start")
         start = time.perf_counter()
